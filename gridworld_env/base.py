@@ -67,9 +67,8 @@ class TabularEnv(gym.Env):
         obs_table = np.array(observation_of_state, dtype=np.int64)
         obs_table.flags.writeable = False
         self._observation_of_state = obs_table
-        self._has_obs: list[bool] = (
-            (obs_table.reshape(obs_table.shape[0], -1) >= 0).all(axis=1).tolist()
-        )
+        has_obs = (obs_table.reshape(obs_table.shape[0], -1) >= 0).all(axis=1)
+        self._has_obs: list[bool] = [bool(flag) for flag in has_obs]
         if obs_table.ndim == 1:
             self._obs_list: list[Any] = obs_table.tolist()
         else:
