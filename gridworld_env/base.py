@@ -67,7 +67,7 @@ class TabularEnv(gym.Env):
         obs_table = np.array(observation_of_state, dtype=np.int64)
         obs_table.flags.writeable = False
         self._observation_of_state = obs_table
-        has_obs = (obs_table.reshape(obs_table.shape[0], -1) >= 0).all(axis=1)
+        has_obs: NDArray[np.bool_] = np.all(obs_table.reshape(obs_table.shape[0], -1) >= 0, axis=1)
         self._has_obs: list[bool] = [bool(flag) for flag in has_obs]
         if obs_table.ndim == 1:
             self._obs_list: list[Any] = obs_table.tolist()
