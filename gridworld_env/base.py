@@ -69,6 +69,8 @@ class TabularEnv(gym.Env):
         self._observation_of_state = obs_table
         has_obs: NDArray[np.bool_] = np.all(obs_table.reshape(obs_table.shape[0], -1) >= 0, axis=1)
         self._has_obs: list[bool] = [bool(flag) for flag in has_obs]
+        # Array observations are copied on return (Gymnasium asks for fresh objects per call).
+        self._copy_obs = obs_table.ndim > 1
         if obs_table.ndim == 1:
             self._obs_list: list[Any] = obs_table.tolist()
         else:
@@ -146,7 +148,7 @@ class TabularEnv(gym.Env):
         s = bisect_right(self._initial_cum, self._uniform())
         self._state = self._obs_state = s
         self._obs = self._obs_list[s]
-        return self._obs, {"state": s}
+        return (self._obs.copy() if self._copy_obs else self._obs), {"state": s}
 
     def _prepare_reset(self) -> None:
         """Hook run by :meth:`reset` before the start state is drawn (e.g. draw a layout)."""
@@ -170,7 +172,8 @@ class TabularEnv(gym.Env):
         if self._has_obs[s_next]:
             self._obs = self._obs_list[s_next]
             self._obs_state = s_next
-        return self._obs, rew[i], self._terminal[s_next], False, {"state": s_next}
+        obs = self._obs.copy() if self._copy_obs else self._obs
+        return obs, rew[i], self._terminal[s_next], False, {"state": s_next}
 
     @property
     def state(self) -> int:

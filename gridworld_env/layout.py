@@ -66,7 +66,8 @@ DEFAULT_REWARD_PROBS: dict[str, float] = {
     "-10": 0.01,
 }
 #: Whole-layout redraws before the generator gives up (paper A.2 redraws until a path exists).
-MAX_LAYOUT_TRIES = 1000
+#: With the defaults a draw is valid about 97% of the time, so 100 tries never run out.
+MAX_LAYOUT_TRIES = 100
 
 
 class LayoutError(ValueError):
@@ -125,11 +126,11 @@ def _probability(name: str, value: Any) -> float:
 def check_generator_probs(wall_prob: Any, reward_probs: Mapping[str, float]) -> float:
     """Validate ``wall_prob`` and canonical ``reward_probs``; return ``wall_prob`` as float."""
     wall_prob = _probability("wall_prob", wall_prob)
-    total = wall_prob + sum(reward_probs.values())
+    total = sum(reward_probs.values())
     if total > 1.0 + 1e-12:
         raise ValueError(
-            f"wall_prob plus the reward_probs must sum to at most 1 (they are one categorical "
-            f"draw per cell), got {total:.6g}"
+            f"reward_probs must sum to at most 1 (one categorical draw per non-wall cell), "
+            f"got {total:.6g}"
         )
     return wall_prob
 
@@ -145,11 +146,12 @@ def generate_cells(
     """Draw a random layout as in paper appendix A.2.
 
     Cells are visited row by row from the top-left. Each cell other than the start (the centre
-    ``(height // 2, width // 2)``) takes one uniform draw ``u`` and becomes, in this order, a wall
-    with probability ``wall_prob``, else +10, +5, -1, -5, -10 with their ``reward_probs``,
-    else empty (a categorical draw; equivalent to the appendix's sequence of tries with
-    conditional probabilities). The whole layout is redrawn from the same stream until a +10
-    cell can be reached from the start without crossing a wall or another terminal cell.
+    ``(height // 2, width // 2)``) becomes a wall with probability ``wall_prob``; otherwise it
+    becomes +10, +5, -1, -5 or -10 with the ``reward_probs`` (one categorical draw, tried in that
+    order), else empty. So a cell is a wall with probability ``wall_prob`` and of reward kind
+    ``k`` with probability ``(1 - wall_prob) * reward_probs[k]``. One uniform per cell serves
+    both draws. The whole layout is redrawn from the same stream until a +10 cell can be reached
+    from the start without crossing a wall or another terminal cell.
 
     Args:
         rng: the generator to draw from (advanced in place).
@@ -170,9 +172,9 @@ def generate_cells(
             "reward_probs['+10'] is 0, so no layout can have a path to a +10 cell; "
             "give it a positive probability"
         )
-    probs = [wall_prob] + [reward_probs[key] for key in REWARD_KEYS]
     codes = np.array([WALL] + [_KEY_TO_CODE[key] for key in REWARD_KEYS] + [EMPTY], np.int8)
-    thresholds = np.cumsum(probs)
+    reward_cum = np.cumsum([reward_probs[key] for key in REWARD_KEYS])
+    thresholds = np.concatenate(([wall_prob], wall_prob + (1.0 - wall_prob) * reward_cum))
     start = (height // 2) * width + width // 2
     for _ in range(max_tries):
         draws = rng.random(height * width)
