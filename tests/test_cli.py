@@ -1,0 +1,51 @@
+"""The distill-grid command line: the README's main job and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+
+from distill_agents.cli import main
+
+
+def test_show_prints_the_layout_and_writes_a_png(tmp_path, capsys):
+    out = tmp_path / "sub" / "mdp.png"
+    assert main(["show", "--out", str(out), "--seed", "3"]) == 0
+    text = capsys.readouterr().out
+    rows = text.splitlines()[:20]
+    assert len(rows) == 20 and all(len(row) == 20 for row in rows)
+    assert rows[10][10] == "A"  # the agent on the start cell
+    picture = matplotlib.image.imread(out)
+    assert picture.ndim == 3 and picture.shape[0] > 100
+
+
+def test_show_other_envs_as_text(capsys):
+    assert main(["show", "--env", "DistillChain-v0", "--env-kwargs", '{"length": 7}']) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["show", "--env-kwargs", "{not json"], "--env-kwargs must be a JSON object"),
+        (["show", "--env-kwargs", "[1]"], "--env-kwargs must be a JSON object"),
+        (["show", "--env-kwargs", '{"view_size": 4}'], "view_size"),
+    ],
+)
+def test_bad_arguments_give_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_console_script_error_has_no_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "distill_agents.cli", "show", "--env-kwargs", '{"width": 1}'],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "width" in proc.stderr
