@@ -320,7 +320,7 @@ def render_rgb(
     return image
 
 
-def save_png(path: str | os.PathLike[str], rgb: NDArray[np.uint8]) -> None:
+def save_png(path: str | os.PathLike[str], rgb: Any) -> None:
     """Write an RGB(A) uint8 picture to ``path`` as PNG, atomically.
 
     The file is written to a temporary file in the same directory and moved into place with
@@ -329,7 +329,9 @@ def save_png(path: str | os.PathLike[str], rgb: NDArray[np.uint8]) -> None:
 
     Args:
         path: destination file (its directory must exist).
-        rgb: ``[H, W, 3]`` or ``[H, W, 4]`` uint8 array, e.g. from :func:`render_rgb`.
+        rgb: ``[H, W, 3]`` or ``[H, W, 4]`` uint8 array, e.g. from :func:`render_rgb` or an
+            ``env.render()`` frame (typed ``Any`` because Gymnasium types frames loosely; the
+            value is checked here).
 
     Raises:
         ValueError: ``rgb`` is not an ``[H, W, 3|4]`` uint8 array.

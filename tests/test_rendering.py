@@ -348,7 +348,12 @@ def test_save_png_round_trip(tmp_path, small):
 
 @pytest.mark.parametrize(
     "rgb",
-    [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 3), np.float64)],
+    [
+        None,
+        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((4, 4, 3), np.float64),
+    ],
 )
 def test_save_png_rejects_bad_arrays(tmp_path, rgb):
     with pytest.raises(ValueError, match="rgb"):
