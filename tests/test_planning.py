@@ -122,6 +122,22 @@ def test_oscillation_visits_and_kl_by_hand():
 
 
 # ------------------------------------------------------------- references and invariants
+def test_terminal_states_are_worth_zero_whatever_the_model_says():
+    # State 1 is terminal but its rows pay 5 and lead back to 0: the episode has ended there.
+    transitions = np.zeros((2, 2, 2))
+    transitions[0, :, 1] = 1.0
+    transitions[1, :, 0] = 1.0
+    rewards = np.array([[1.0, 2.0], [5.0, 5.0]])
+    mdp = TabularMDP.from_dense(transitions, rewards, [1.0, 0.0], [False, True])
+    values, q_values = pl.value_iteration(mdp, gamma=1.0)
+    np.testing.assert_array_equal(values, [2.0, 0.0])
+    np.testing.assert_array_equal(q_values, [[1.0, 2.0], [0.0, 0.0]])
+    uniform = np.full((2, 2), 0.5)
+    np.testing.assert_array_equal(pl.policy_evaluation(mdp, uniform), [1.5, 0.0])
+    np.testing.assert_array_equal(pl.expected_visits(mdp, uniform), [1.0, 0.0])
+    assert pl.expected_return(mdp, uniform) == 1.5
+
+
 def test_value_iteration_matches_its_greedy_policy_discounted():
     mdp = grid_mdp(width=8, height=8, layout_seed=3)
     values, q_values = pl.value_iteration(mdp, gamma=0.99)
@@ -156,6 +172,33 @@ def test_policy_evaluation_matches_iterative_reference():
         for _ in range(20_000):
             values = r_pi + gamma * p_pi @ values
         np.testing.assert_allclose(pl.policy_evaluation(mdp, policy, gamma), values, atol=1e-9)
+
+
+def test_linear_solves_match_numpy_on_a_dense_random_model():
+    # Full bandwidth, stochastic everywhere: the banded solver meets its worst case.
+    rng = np.random.default_rng(8)
+    n_states, n_actions = 12, 3
+    transitions = rng.dirichlet(np.ones(n_states), size=(n_states, n_actions))
+    terminal = np.zeros(n_states, dtype=bool)
+    terminal[[4, 9]] = True
+    transitions[terminal] = 0.0
+    transitions[terminal, :, np.flatnonzero(terminal)] = 1.0
+    rewards = rng.normal(size=(n_states, n_actions))
+    initial = rng.dirichlet(np.ones(n_states))
+    mdp = TabularMDP.from_dense(transitions, rewards, initial, terminal)
+    policy = random_policy(rng, n_states, n_actions)
+    p_pi = np.einsum("sa,sat->st", policy, transitions)
+    r_pi = (policy * mdp.rewards).sum(-1)
+    live = ~terminal
+    block = p_pi[np.ix_(live, live)]
+    for gamma in (0.7, 1.0):
+        expected = np.zeros(n_states)
+        expected[live] = np.linalg.solve(np.eye(live.sum()) - gamma * block, r_pi[live])
+        np.testing.assert_allclose(pl.policy_evaluation(mdp, policy, gamma), expected, atol=1e-12)
+    visits = np.zeros(n_states)
+    visits[live] = np.linalg.solve(np.eye(live.sum()) - block.T, initial[live])
+    np.testing.assert_allclose(pl.expected_visits(mdp, policy), visits, atol=1e-12)
+    assert pl.expected_return(mdp, policy) == pytest.approx(visits @ r_pi, rel=1e-12)
 
 
 def test_expected_return_equals_initial_times_values():
