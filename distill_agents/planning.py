@@ -183,7 +183,10 @@ def _pull(
     targets: NDArray[np.bool_],
     stop: NDArray[np.bool_],
 ) -> NDArray[np.bool_]:
-    """States ``[B, S]`` from which a target is reachable along ``edge``, never leaving ``stop``."""
+    """States ``[B, S]`` from which a target is reachable along ``edge``.
+
+    Paths never pass through a ``stop`` state (terminal states end the episode).
+    """
     flat = _flat_successors(next_states)
     reach = targets.copy()
     while True:
