@@ -6,21 +6,33 @@ import).
 """
 
 from gridworld_env.base import TabularEnv
+from gridworld_env.chain import DistillChainEnv, chain_mdp, chain_observation_table
 from gridworld_env.grid import DistillGridEnv, grid_mdp, grid_observation_table
 from gridworld_env.layout import LayoutError
 from gridworld_env.mdp import TabularMDP, reachable_states
+from gridworld_env.oscillation import (
+    DistillOscillationEnv,
+    oscillation_mdp,
+    oscillation_observation_table,
+)
 from gridworld_env.registration import MAX_EPISODE_STEPS, register_envs
 from gridworld_env.wrappers import TableIndexWrapper, table_index
 
 __all__ = [
     "MAX_EPISODE_STEPS",
+    "DistillChainEnv",
     "DistillGridEnv",
+    "DistillOscillationEnv",
     "LayoutError",
     "TableIndexWrapper",
     "TabularEnv",
     "TabularMDP",
+    "chain_mdp",
+    "chain_observation_table",
     "grid_mdp",
     "grid_observation_table",
+    "oscillation_mdp",
+    "oscillation_observation_table",
     "reachable_states",
     "table_index",
 ]

@@ -138,7 +138,9 @@ def test_every_render_mode(env_id, kwargs):
         elif mode == "rgb_array":
             assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
             assert frame.std() > 0
-    assert gym.make(env_id, **kwargs).render() is None
+    silent = gym.make(env_id, **kwargs)
+    silent.reset(seed=0)
+    assert silent.render() is None
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
