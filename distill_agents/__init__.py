@@ -1,3 +1,6 @@
-"""Tabular teachers, students and exact evaluation for policy distillation (Czarnecki et al., 2019)."""
+"""Tabular teachers, students and exact evaluation for policy distillation.
+
+An implementation of Czarnecki et al., "Distilling Policy Distillation" (AISTATS 2019).
+"""
 
 __version__ = "0.1.0"
