@@ -63,6 +63,7 @@ __all__ = [
     "StackedModels",
     "TabularVectorEnv",
     "chunk_size_for",
+    "env_bytes_per_mdp",
 ]
 
 #: Below this many sub-envs the serial kernel is used (thread start-up costs more than it saves).
@@ -147,15 +148,16 @@ def chunk_size_for(
     n_states: int = 401,
     tables_per_mdp: int = 1,
     itemsize: int = 8,
+    observation_size: int = 1,
 ) -> int:
     """How many MDPs to process at once so that per-MDP ``[S, A]`` tables fit a memory budget.
 
     The estimate per MDP is ``tables_per_mdp * n_states * n_actions * itemsize`` (the runner's
-    tables) plus the vector env's own memory and its stacked models (about ``60 * S * K``
-    bytes with ``K = 5`` rows and up to 6 outcomes per row, independent of ``A``). For example
-    1000 grid MDPs with 4000 actions and 3 float64 tables need about 38 GB, so with a 8 GB
-    budget ``chunk_size_for(4000, 8e9, tables_per_mdp=3)`` gives 207; build one vector env per
-    chunk with ``layout_seed=base + chunk_start`` to get the same MDPs as one big batch.
+    tables) plus :func:`env_bytes_per_mdp` (the vector env and its stacked models, independent
+    of ``A``). For example 1000 grid MDPs with 4000 actions and 3 float64 tables need about
+    39 GB, so with an 8 GB budget ``chunk_size_for(4000, 8e9, tables_per_mdp=3)`` gives 205;
+    build one vector env per chunk with ``layout_seed=base + chunk_start`` to get the same MDPs
+    as one big batch.
 
     Args:
         n_actions: ``A``.
@@ -163,22 +165,44 @@ def chunk_size_for(
         n_states: ``S`` (401 for a 20x20 grid).
         tables_per_mdp: number of ``[S, A]`` tables the runner keeps per MDP.
         itemsize: bytes per table entry (8 for float64).
+        observation_size: ``D``, the length of one observation (81 for 9x9 partial views).
 
     Returns:
         The chunk size, at least 1.
+
+    Raises:
+        ValueError: a non-positive size or budget.
     """
-    if isinstance(n_actions, bool) or not isinstance(n_actions, (int, np.integer)):
-        raise ValueError(f"n_actions must be a positive integer, got {n_actions!r}")
-    if n_actions < 1 or n_states < 1 or tables_per_mdp < 0 or itemsize < 1:
-        raise ValueError(
-            "n_actions, n_states and itemsize must be >= 1 and tables_per_mdp >= 0, got "
-            f"{n_actions}, {n_states}, {itemsize}, {tables_per_mdp}"
-        )
-    if not budget_bytes > 0:
-        raise ValueError(f"budget_bytes must be positive, got {budget_bytes!r}")
-    env_bytes = 2 * n_states * 5 * 6 * 24 + 32 * n_states
-    per_mdp = tables_per_mdp * n_states * n_actions * itemsize + env_bytes
+    for name, value, low in (
+        ("n_actions", n_actions, 1),
+        ("n_states", n_states, 1),
+        ("tables_per_mdp", tables_per_mdp, 0),
+        ("itemsize", itemsize, 1),
+        ("observation_size", observation_size, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if isinstance(budget_bytes, bool) or not budget_bytes > 0:
+        raise ValueError(f"budget_bytes must be a positive number, got {budget_bytes!r}")
+    per_mdp = tables_per_mdp * n_states * n_actions * itemsize + env_bytes_per_mdp(
+        n_states, n_actions, observation_size
+    )
     return max(1, int(budget_bytes // per_mdp))
+
+
+def env_bytes_per_mdp(n_states: int = 401, n_actions: int = 4, observation_size: int = 1) -> int:
+    """Upper estimate of the bytes one sub-env costs, kernel tables plus stacked models.
+
+    Kernel tables: outcome records ``24 S K M`` (``K <= 5`` rows, ``M <= 6`` outcomes per row),
+    ``terminal`` ``S``, cumulative initial distribution and observation keys ``16 S``,
+    partial observation rows ``S D`` (int8). Stacked models (:attr:`TabularVectorEnv.models`,
+    built on request): ``24 S K M`` for the model arrays, ``17 S`` and ``8 S D``. For a 20x20
+    grid with full observations that is about 0.59 MB, independent of ``A`` beyond 4.
+    """
+    n_rows = 4 if n_actions <= 4 else 5
+    records = 24 * n_states * n_rows * 6
+    partial = observation_size if observation_size > 1 else 0
+    return 2 * records + (17 + 16) * n_states + 9 * n_states * max(partial, 1)
 
 
 # --------------------------------------------------------------------------- base class
