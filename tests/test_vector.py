@@ -7,8 +7,9 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.passive_env_checker import check_obs
 from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector.utils import batch_space, iterate
 
 import gridworld_env
 from gridworld_env import TableIndexWrapper
@@ -86,6 +87,24 @@ def test_outputs_have_the_declared_types_and_lie_in_the_spaces(observation):
         assert term.dtype == np.bool_ and trunc.dtype == np.bool_
         assert info["_state"].all()
         envs.action_space.seed(int(rng.integers(1000)))
+
+
+def test_passive_checker_accepts_every_sub_env_observation_and_data_is_not_reused():
+    # Gymnasium 1.4 has no vector-env checker; apply its single-env checks that carry over.
+    envs = make_vec(4, observation="partial", layout_seed=0)
+    obs, _ = envs.reset(seed=0)
+    for sub_obs in iterate(envs.observation_space, obs):
+        check_obs(sub_obs, envs.single_observation_space, "reset")
+    previous = envs.step(np.zeros(4, dtype=np.int64))
+    current = envs.step(np.ones(4, dtype=np.int64))
+    for sub_obs in iterate(envs.observation_space, current[0]):
+        check_obs(sub_obs, envs.single_observation_space, "step")
+    for old, new in zip(previous[:4], current[:4], strict=True):
+        assert not np.shares_memory(old, new)
+    assert not np.shares_memory(previous[4]["state"], current[4]["state"])
+    states = envs.states
+    current[4]["state"][:] = -5  # the caller owns what it gets back
+    np.testing.assert_array_equal(envs.states, states)
 
 
 def test_index_space_is_the_largest_table_and_each_sub_env_stays_below_its_own():
