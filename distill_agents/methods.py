@@ -446,7 +446,7 @@ def as_beta_schedule(beta: Any) -> BetaSchedule | Callable[[int], float]:
     if isinstance(beta, (int, float, np.integer, np.floating)) and not isinstance(beta, bool):
         return BetaSchedule("constant", start=float(beta))
     if callable(beta):
-        return beta  # type: ignore[no-any-return]
+        return beta
     raise ValueError(
         "beta must be a number in [0, 1], a BetaSchedule, or a callable iteration -> beta; "
         f"got {beta!r}"
