@@ -431,8 +431,9 @@ class BetaSchedule:
         if self.kind == "exponential":
             return float(self.end + (self.start - self.end) * self.decay**iteration)
         steps = self.steps if self.steps is not None else max((total or 1) - 1, 1)
-        frac = min(iteration / steps, 1.0)
-        return float(self.start + (self.end - self.start) * frac)
+        if iteration >= steps:
+            return float(self.end)
+        return float(self.start + (self.end - self.start) * (iteration / steps))
 
 
 def as_beta_schedule(beta: Any) -> BetaSchedule | Callable[[int], float]:

@@ -499,8 +499,8 @@ def _check_tables(
         isinstance(critic, np.ndarray) and critic.dtype == np.float64 and critic.shape == (n_obs,)
     ):
         raise ValueError(f"critic must be a float64 array [N] = ({n_obs},) (updated in place)")
-    if teacher_probs is None:
-        teacher_probs = np.full((1, n_actions), 1.0 / n_actions)
+    if teacher_probs is None:  # no teacher: a uniform placeholder indexed like the student
+        teacher_probs = np.full((n_obs, n_actions), 1.0 / n_actions)
     probs = np.ascontiguousarray(teacher_probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != n_actions:
         raise ValueError(
@@ -637,7 +637,7 @@ def episode_update_reference(
     n_obs, n_actions = theta.shape
     v_theta = np.zeros(n_obs) if critic is None else np.array(critic, dtype=np.float64)
     pi = (
-        np.full((1, n_actions), 1.0 / n_actions)
+        np.full((n_obs, n_actions), 1.0 / n_actions)
         if teacher_probs is None
         else np.asarray(teacher_probs, dtype=np.float64)
     )
@@ -925,8 +925,6 @@ def expected_update(
         if teacher_index is None
         else _index_map(teacher_index, mdp, "teacher_index", probs.shape[0])
     )
-    if teacher_probs is None and teacher_index is None:
-        k_idx = np.zeros_like(s_idx)
     code = M.control_code(control or spec.default_control)
     policy = control_probs(code, probs[k_idx], _softmax(theta)[s_idx], beta)
     if critic_mode is None and spec.forced_critic is None and not spec.vcond:
