@@ -1,0 +1,912 @@
+"""Train teachers over many MDPs at once through the native vector env's ``reset``/``step``.
+
+:func:`train_q_learning` (A.4) and :func:`train_a2c` (A.3) learn one table per MDP; every
+transition comes from ``envs.step`` of a :mod:`gridworld_env.vector` env with table-index
+observations, and one compiled agent kernel (:mod:`distill_agents._teacher_kernels`) per
+``step`` learns from the ``B`` transitions and picks the next ``B`` actions.
+:func:`make_teachers` turns a kind (``q_learning``, ``a2c``, ``optimal``, ``adversarial``)
+into :class:`~distill_agents.teachers.Teachers` for ``n_mdps`` MDPs, chunk by chunk, with the
+exact returns the ``teach`` command writes.
+
+Episode accounting and finished MDPs
+    Every MDP learns from exactly ``episodes`` complete episodes. MDPs need very different
+    numbers of steps for them (1000 random 20x20 grids, 30 000 episodes: 0.26 M steps on
+    average, 3 M for the slowest, whose goal is out of reach), and a vector env steps all its
+    sub-envs, so simply masking finished sub-envs would spend ~90% of the steps on finished
+    MDPs and make the slowest MDP the critical path (3 M ``step`` calls). Training therefore
+    runs in *phases*: phase 0 has one sub-env (*actor*) per MDP (plain sequential Q-learning);
+    when fewer than half of the actors are still busy, no new episodes are started, the
+    running ones finish (*drain*), and a new vector env is built for the MDPs with episodes
+    left, giving each ``k_g`` actors (``k_g`` proportional to its remaining steps, at most
+    ``max_actors``, at most its remaining episodes). Actors of one MDP share its table: their
+    episodes overlap in time and their updates interleave in actor order (like parallel
+    actors); ``max_actors=1`` keeps every MDP strictly sequential (phases then only drop the
+    finished MDPs).
+
+Randomness and chunks
+    Training randomness flows from ``seed``: the vector env of phase ``p`` is reset with a
+    seed from ``SeedSequence(seed).spawn``-style keys ``(0, p)``, the agent's uniforms (one per
+    actor per step, drawn in blocks) come from a generator on key ``(1,)``. The vector env draws
+    its dynamics for the whole batch from one generator, so an MDP's teacher depends on which
+    MDPs share its batch: results are a deterministic function of (seed, env, the MDPs of the
+    chunk, settings), identical across runs, processes and thread counts, but *not* invariant to
+    the chunk size. :func:`make_teachers` therefore fixes the chunk size from the env's shape and
+    a constant budget (:data:`CHUNK_BUDGET_BYTES`, not the machine's memory) and records it; the
+    chunk starting at MDP ``c`` trains with the seed ``SeedSequence(seed, spawn_key=(0, c))``.
+    Optimal, adversarial and noisy teachers depend on each MDP alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+import gridworld_env
+from distill_agents import _teacher_kernels as kernels
+from distill_agents import planning
+from distill_agents.teachers import (
+    Teachers,
+    a2c_teachers,
+    acting_indices,
+    noisy_teachers,
+    planned_teachers,
+    q_learning_teachers,
+)
+
+__all__ = [
+    "CHUNK_BUDGET_BYTES",
+    "DEFAULT_EPISODES",
+    "DEFAULT_MAX_ACTORS",
+    "KINDS",
+    "A2CResult",
+    "QLearningResult",
+    "TeachRun",
+    "TeacherEnv",
+    "TrainingStats",
+    "bench_q_learning",
+    "make_teachers",
+    "train_a2c",
+    "train_q_learning",
+]
+
+del gridworld_env  # imported to register the environment ids
+
+#: Teacher kinds :func:`make_teachers` builds.
+KINDS = ("q_learning", "a2c", "optimal", "adversarial")
+#: Training episodes per MDP (paper A.4: 30k).
+DEFAULT_EPISODES = 30_000
+#: Largest number of actors (sub-envs) one MDP gets in the later training phases.
+DEFAULT_MAX_ACTORS = 8
+#: Memory budget of one chunk of MDPs; a constant (not the machine's memory) because the chunk
+#: size is part of a training run's identity (see the module docstring).
+CHUNK_BUDGET_BYTES = 4e9
+#: ``[S, A]`` float64 tables per MDP assumed when sizing chunks (agent tables, teacher
+#: probabilities and Q values, state policies for the exact returns).
+TABLES_PER_MDP = 8
+#: A phase drains (starts no new episodes) once fewer than this share of its actors are busy.
+DRAIN_BELOW = 0.5
+#: Uniforms are drawn in blocks of at most this many rows ...
+_UNIFORM_ROWS = 64
+#: ... and this many values.
+_UNIFORM_VALUES = 65_536
+#: Progress is reported every this many ``step`` calls.
+_PROGRESS_EVERY = 512
+_TRAIN_STREAM = 0
+_ENV_IDS = ("DistillGrid-v0", "DistillChain-v0", "DistillOscillation-v0")
+
+
+# ----------------------------------------------------------------------------- environments
+class TeacherEnv:
+    """How to build vector envs whose sub-envs are given MDPs of one family.
+
+    MDP ``i`` of ``DistillGrid-v0`` has ``layout_seed = layout_base + i``, unless the env kwargs
+    fix the layout (a ``layout`` map or an integer ``layout_seed``): then every MDP is that one
+    layout. ``DistillChain-v0`` and ``DistillOscillation-v0`` have one MDP for every index.
+    Observations are table indices (``"index"``, or ``"partial_index"`` for the grid's
+    ``observation="partial"``), numbered as ``TableIndexWrapper`` numbers the single env's.
+
+    Args:
+        env_id: ``DistillGrid-v0``, ``DistillChain-v0`` or ``DistillOscillation-v0``.
+        env_kwargs: keyword arguments of the single env (JSON values).
+        layout_base: layout seed of MDP 0 when the kwargs do not fix the layout.
+    """
+
+    def __init__(
+        self,
+        env_id: str = "DistillGrid-v0",
+        env_kwargs: Mapping[str, Any] | None = None,
+        layout_base: int = 0,
+    ) -> None:
+        if env_id not in _ENV_IDS:
+            raise ValueError(f"env_id must be one of {_ENV_IDS}, got {env_id!r}")
+        kwargs = dict(env_kwargs or {})
+        for key in ("num_envs", "layouts", "render_mode", "max_episode_steps"):
+            if key in kwargs:
+                raise ValueError(f"env_kwargs must not set {key!r} (the trainers set it)")
+        if isinstance(layout_base, bool) or not isinstance(layout_base, (int, np.integer)):
+            raise ValueError(f"layout_base must be an integer, got {layout_base!r}")
+        self.env_id = env_id
+        self.env_kwargs = kwargs
+        self.grid = env_id == "DistillGrid-v0"
+        self._vector_kwargs = dict(kwargs)
+        self.layout_base: int | None = None
+        self._shared_layout: tuple[str, ...] | None = None
+        self._layouts: dict[int, tuple[str, ...]] = {}
+        if self.grid:
+            observation = kwargs.get("observation", "full")
+            if observation not in ("full", "partial"):
+                raise ValueError(
+                    f"env_kwargs['observation'] must be 'full' or 'partial', got {observation!r}"
+                )
+            self._vector_kwargs["observation"] = (
+                "index" if observation == "full" else "partial_index"
+            )
+            seed = kwargs.get("layout_seed")
+            if "layout_seed" in kwargs and (
+                isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
+            ):
+                raise ValueError(
+                    "env_kwargs['layout_seed'] must be a non-negative integer (teachers need "
+                    f"fixed layouts), got {seed!r}"
+                )
+            if "layout" in kwargs or "layout_seed" in kwargs:
+                single = gym.make(env_id, **kwargs).unwrapped
+                self._shared_layout = tuple(single.layout)  # type: ignore[attr-defined]
+                self._vector_kwargs.pop("layout_seed", None)
+                self._vector_kwargs["layout"] = list(self._shared_layout)
+            else:
+                if layout_base < 0:
+                    raise ValueError(f"layout_base must be >= 0, got {layout_base}")
+                self.layout_base = int(layout_base)
+        else:
+            if "observation" in kwargs:
+                raise ValueError(f"env_kwargs of {env_id} must not set 'observation'")
+            self._vector_kwargs["observation"] = "index"
+        # Build one single env now so that bad kwargs fail early with the env's own message.
+        self.probe = gym.make(env_id, **self.single_kwargs(0)).unwrapped
+
+    def layout_seed(self, mdp: int) -> int:
+        """Layout seed of MDP ``mdp`` (-1 if the MDPs have none of their own)."""
+        if self.layout_base is None:
+            return int(self.env_kwargs.get("layout_seed", -1))
+        return self.layout_base + int(mdp)
+
+    def single_kwargs(self, mdp: int) -> dict[str, Any]:
+        """Keyword arguments of the single env of MDP ``mdp``."""
+        kwargs = dict(self.env_kwargs)
+        if self.layout_base is not None:
+            kwargs["layout_seed"] = self.layout_base + int(mdp)
+        return kwargs
+
+    @property
+    def n_states(self) -> int:
+        """States per MDP."""
+        return int(self.probe.mdp.n_states)  # type: ignore[attr-defined]
+
+    @property
+    def n_actions(self) -> int:
+        """Actions per MDP."""
+        return int(self.probe.mdp.n_actions)  # type: ignore[attr-defined]
+
+    @property
+    def observation_size(self) -> int:
+        """Length of one raw observation (1, or ``view_size**2`` for partial views)."""
+        table = np.asarray(self.probe.observation_of_state)  # type: ignore[attr-defined]
+        return 1 if table.ndim == 1 else int(table.shape[1])
+
+    def make_vec(self, mdps: Sequence[int]) -> Any:
+        """A vector env whose sub-env ``j`` is MDP ``mdps[j]`` (table-index observations)."""
+        mdps = [int(m) for m in mdps]
+        kwargs = dict(self._vector_kwargs)
+        if self.layout_base is not None:
+            first = mdps[0]
+            if mdps != list(range(first, first + len(mdps))):
+                missing = [m for m in dict.fromkeys(mdps) if m not in self._layouts]
+                if missing:
+                    self._remember_layouts(missing)
+                kwargs["layouts"] = [list(self._layouts[m]) for m in mdps]
+            else:
+                kwargs["layout_seed"] = self.layout_base + first
+        envs = gym.make_vec(
+            self.env_id, num_envs=len(mdps), vectorization_mode="vector_entry_point", **kwargs
+        )
+        if self.layout_base is not None and "layout_seed" in kwargs:
+            for j, layout in enumerate(envs.layouts):  # type: ignore[attr-defined]
+                self._layouts.setdefault(mdps[j], tuple(layout))
+        return envs
+
+    def _remember_layouts(self, mdps: Sequence[int]) -> None:
+        assert self.layout_base is not None
+        for m in mdps:
+            single = gym.make(self.env_id, **self.single_kwargs(m)).unwrapped
+            self._layouts[m] = tuple(single.layout)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class TrainingStats:
+    """What a training run cost.
+
+    Attributes:
+        env_steps: env-steps taken (``B`` per ``step`` call, autoreset and idle actors included).
+        updates: transitions learned from (env-steps with an update).
+        step_calls: ``step`` calls.
+        phases: training phases (vector envs built).
+        seconds: wall time.
+    """
+
+    env_steps: int
+    updates: int
+    step_calls: int
+    phases: int
+    seconds: float
+
+
+class QLearningResult(NamedTuple):
+    """Output of :func:`train_q_learning`.
+
+    Attributes:
+        q_values: ``[G, N, A]`` float64 Q tables over table indices.
+        n_indices: ``[G]`` int64 table indices per MDP.
+        steps: ``[G]`` int64 transitions learned from per MDP.
+        stats: :class:`TrainingStats`.
+        models: the MDPs' stacked exact models (:class:`gridworld_env.vector.StackedModels`).
+    """
+
+    q_values: NDArray[np.float64]
+    n_indices: NDArray[np.int64]
+    steps: NDArray[np.int64]
+    stats: TrainingStats
+    models: Any
+
+
+class A2CResult(NamedTuple):
+    """Output of :func:`train_a2c`.
+
+    Attributes:
+        logits: ``[G, N, A]`` float64 actor logits.
+        values: ``[G, N]`` float64 critic.
+        n_indices: ``[G]`` int64 table indices per MDP.
+        steps: ``[G]`` int64 transitions learned from per MDP.
+        stats: :class:`TrainingStats`.
+        models: the MDPs' stacked exact models (:class:`gridworld_env.vector.StackedModels`).
+    """
+
+    logits: NDArray[np.float64]
+    values: NDArray[np.float64]
+    n_indices: NDArray[np.int64]
+    steps: NDArray[np.int64]
+    stats: TrainingStats
+    models: Any
+
+
+def _seed_sequence(seed: Any, name: str = "seed") -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer or a SeedSequence, got {seed!r}")
+    return np.random.SeedSequence(int(seed))
+
+
+def _child(parent: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
+    """The child of ``parent`` with ``spawn_key + key`` (stateless, unlike ``spawn``)."""
+    return np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, *key))
+
+
+def _check_count(value: Any, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_rate(value: Any, name: str, low: float, high: float, open_low: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not (low < v <= high if open_low else low <= v <= high):
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+    return v
+
+
+def _thread_bounds(group: NDArray[np.int64], n_chunks: int) -> NDArray[np.int64]:
+    """``[C + 1]`` boundaries of ``C <= n_chunks`` actor ranges that never split an MDP."""
+    b = group.shape[0]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    cuts = [0]
+    for c in range(1, n_chunks):
+        at = int(np.searchsorted(starts, c * b // n_chunks))
+        cut = int(starts[at]) if at < starts.size else b
+        if cut > cuts[-1]:
+            cuts.append(cut)
+    if cuts[-1] < b:
+        cuts.append(b)
+    return np.array(cuts, dtype=np.int64)
+
+
+def _allocate(
+    completed: NDArray[np.int64],
+    steps: NDArray[np.int64],
+    n_episodes: int,
+    n_actors: int,
+    max_actors: int,
+) -> NDArray[np.int64]:
+    """``[B]`` MDP of each actor for the next phase (contiguous, ascending MDP order).
+
+    MDP ``g`` with episodes left gets ``k_g = clip(floor(n_actors * w_g / sum w), 1,
+    min(max_actors, episodes left))`` actors, ``w_g`` its remaining episodes times its mean
+    episode length so far.
+    """
+    left = n_episodes - completed
+    live = np.flatnonzero(left > 0)
+    done = completed[live]
+    overall = max(float(steps.sum()), 1.0) / max(int(completed.sum()), 1)
+    mean_length = np.where(done > 0, steps[live] / np.maximum(done, 1), overall)
+    work = left[live] * np.maximum(mean_length, 1.0)
+    share = np.floor(n_actors * work / work.sum())
+    k = np.clip(share, 1, np.minimum(max_actors, left[live])).astype(np.int64)
+    return np.repeat(live, k)
+
+
+class _Agent:
+    """Agent tables plus its kernel call (subclassed for Q-learning and A2C)."""
+
+    n_counts = 2
+
+    def begin_phase(self, n_actors: int, envs: Any) -> None:
+        """Allocate per-actor buffers for a phase."""
+
+    def step(self, parallel: bool, *args: Any) -> None:
+        """Run the agent kernel (see :func:`distill_agents._teacher_kernels.q_step`)."""
+        raise NotImplementedError
+
+
+class _QAgent(_Agent):
+    def __init__(
+        self, n_mdps: int, n_index: int, n_actions: int, lr: float, gamma: float, epsilon: float
+    ):
+        self.q_values = np.zeros((n_mdps, n_index, n_actions))
+        self.lr, self.gamma, self.epsilon = lr, gamma, epsilon
+
+    def step(self, parallel: bool, *args: Any) -> None:
+        (bounds, group, obs, actions, rewards, next_obs, term, trunc, status, started,
+         completed, steps, n_episodes, allow, u_row, counts) = args  # fmt: skip
+        kernel = kernels.q_step_parallel if parallel else kernels.q_step
+        kernel(
+            bounds, group, self.q_values, obs, actions, rewards, next_obs, term, trunc, status,
+            started, completed, steps, n_episodes, allow, u_row, self.epsilon, self.lr,
+            self.gamma, counts,
+        )  # fmt: skip
+
+
+class _A2CAgent(_Agent):
+    n_counts = 3
+
+    def __init__(
+        self, n_mdps: int, n_index: int, n_actions: int, lr: float, critic_lr: float,
+        gamma: float, mc: bool,
+    ) -> None:  # fmt: skip
+        self.logits = np.zeros((n_mdps, n_index, n_actions))
+        self.values = np.zeros((n_mdps, n_index))
+        self.lr, self.critic_lr, self.gamma, self.mc = lr, critic_lr, gamma, mc
+
+    def begin_phase(self, n_actors: int, envs: Any) -> None:
+        limit = getattr(envs, "max_episode_steps", None)
+        if limit is None:
+            raise ValueError(
+                "the A2C teacher needs a time limit (max_episode_steps) to size its episode buffers"
+            )
+        self.ep_obs = np.zeros((n_actors, limit + 1), dtype=np.int64)
+        self.ep_actions = np.zeros((n_actors, limit), dtype=np.int64)
+        self.ep_rewards = np.zeros((n_actors, limit))
+        self.ep_length = np.zeros(n_actors, dtype=np.int64)
+
+    def step(self, parallel: bool, *args: Any) -> None:
+        (bounds, group, obs, actions, rewards, next_obs, term, trunc, status, started,
+         completed, steps, n_episodes, allow, u_row, counts) = args  # fmt: skip
+        kernel = kernels.a2c_step_parallel if parallel else kernels.a2c_step
+        kernel(
+            bounds, group, self.logits, self.values, obs, actions, rewards, next_obs, term,
+            trunc, status, started, completed, steps, n_episodes, allow, self.ep_obs,
+            self.ep_actions, self.ep_rewards, self.ep_length, u_row, self.lr, self.critic_lr,
+            self.gamma, self.mc, counts,
+        )  # fmt: skip
+        if counts[:, 2].any():
+            raise RuntimeError("an episode overflowed the A2C episode buffers")
+
+
+def _run(
+    env: TeacherEnv,
+    mdps: Sequence[int],
+    first_envs: Any,
+    agent: _Agent,
+    n_episodes: int,
+    seed: np.random.SeedSequence,
+    max_actors: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[NDArray[np.int64], TrainingStats]:
+    """Train ``agent`` on the MDPs ``mdps`` in phases (see the module docstring)."""
+    t0 = time.perf_counter()
+    n_mdps = len(mdps)
+    started = np.zeros(n_mdps, dtype=np.int64)
+    completed = np.zeros(n_mdps, dtype=np.int64)
+    steps = np.zeros(n_mdps, dtype=np.int64)
+    rng = np.random.default_rng(_child(seed, 1))
+    env_steps = updates = calls = 0
+    phase = 0
+    reported = 0
+    n_threads = max(1, numba.get_num_threads())
+    while (completed < n_episodes).any():
+        if phase == 0:
+            group = np.arange(n_mdps, dtype=np.int64)
+            envs = first_envs
+        else:
+            group = _allocate(completed, steps, n_episodes, n_mdps, max_actors)
+            envs = env.make_vec([mdps[g] for g in group])
+        n_actors = int(group.size)
+        agent.begin_phase(n_actors, envs)
+        parallel = n_actors >= _parallel_min() and n_threads > 1
+        bounds = _thread_bounds(group, n_threads if parallel else 1)
+        counts = np.zeros((bounds.size - 1, agent.n_counts), dtype=np.int64)
+        block = np.empty((max(1, min(_UNIFORM_ROWS, _UNIFORM_VALUES // n_actors)), n_actors))
+        row = block.shape[0]
+        reset_seed = int(_child(seed, 0, phase).generate_state(1, np.uint64)[0] >> np.uint64(1))
+        obs, _ = envs.reset(seed=reset_seed)
+        obs = np.array(obs, dtype=np.int64)
+        actions = np.zeros(n_actors, dtype=np.int64)
+        status = np.full(n_actors, kernels.ENDED, dtype=np.int8)
+        no_rewards = np.zeros(n_actors)
+        no_flags = np.zeros(n_actors, dtype=bool)
+        allow = True
+        args: list[Any] = [bounds, group, obs, actions, no_rewards, obs.copy(), no_flags,
+                           no_flags, status, started, completed, steps, n_episodes,
+                           allow]  # fmt: skip
+        rng.random(out=block)
+        row = 0
+        agent.step(parallel, *args, block[row], counts)
+        row += 1
+        busy = int(counts[:, 0].sum())
+        while busy > 0:
+            if allow and busy < DRAIN_BELOW * n_actors:
+                allow = False
+            next_obs, rewards, terminated, truncated, _ = envs.step(actions)
+            if row == block.shape[0]:
+                rng.random(out=block)
+                row = 0
+            agent.step(
+                parallel, bounds, group, obs, actions, rewards, next_obs, terminated, truncated,
+                status, started, completed, steps, n_episodes, allow, block[row], counts,
+            )  # fmt: skip
+            row += 1
+            calls += 1
+            env_steps += n_actors
+            updates += int(counts[:, 1].sum())
+            busy = int(counts[:, 0].sum())
+            if progress is not None and calls % _PROGRESS_EVERY == 0:
+                done = int(completed.sum())
+                progress(done - reported)
+                reported = done
+        envs.close()
+        phase += 1
+    if progress is not None:
+        progress(int(completed.sum()) - reported)
+    stats = TrainingStats(env_steps, updates, calls, phase, time.perf_counter() - t0)
+    return steps, stats
+
+
+def _parallel_min() -> int:
+    from gridworld_env.vector import PARALLEL_MIN_ENVS
+
+    return int(PARALLEL_MIN_ENVS)
+
+
+def _prepare(
+    env: TeacherEnv | None, mdps: Sequence[int] | int
+) -> tuple[TeacherEnv, list[int], Any, Any]:
+    env = TeacherEnv() if env is None else env
+    if isinstance(mdps, (int, np.integer)) and not isinstance(mdps, bool):
+        mdps = list(range(_check_count(mdps, "mdps")))
+    mdps = [int(m) for m in mdps]  # type: ignore[union-attr]
+    if not mdps or min(mdps) < 0 or len(set(mdps)) != len(mdps):
+        raise ValueError("mdps must be a count >= 1 or a list of distinct MDP indices >= 0")
+    envs = env.make_vec(mdps)
+    return env, mdps, envs, envs.models
+
+
+def train_q_learning(
+    env: TeacherEnv | None = None,
+    mdps: Sequence[int] | int = 1,
+    *,
+    episodes: int = DEFAULT_EPISODES,
+    lr: float = 0.01,
+    gamma: float = 0.99,
+    epsilon: float = 0.1,
+    seed: int | np.random.SeedSequence = 0,
+    max_actors: int = DEFAULT_MAX_ACTORS,
+    progress: Callable[[int], None] | None = None,
+) -> QLearningResult:
+    """Tabular Q-learning (paper A.4) on many MDPs at once, through the vector env.
+
+    ``Q(o, a) <- (1 - lr) Q(o, a) + lr (r + gamma max_a' Q(o', a'))`` after every step, no
+    bootstrap from a termination (a time-limit truncation bootstraps), ``Q = 0`` at the start,
+    epsilon-greedy behaviour with greedy ties split uniformly; each MDP learns from exactly
+    ``episodes`` complete episodes (see the module docstring for phases and actors).
+
+    Args:
+        env: the MDP family (default: ``TeacherEnv()``, random 20x20 grids, layout seed ``i``).
+        mdps: number of MDPs (``0 .. mdps-1``) or a list of MDP indices.
+        episodes: episodes per MDP.
+        lr: learning rate in (0, 1].
+        gamma: discount in [0, 1].
+        epsilon: exploration probability in [0, 1].
+        seed: seed (or ``SeedSequence``) of the training randomness.
+        max_actors: most sub-envs one MDP gets in the later phases (1: strictly sequential).
+        progress: called with the number of newly completed episodes now and then.
+
+    Returns:
+        :class:`QLearningResult`.
+    """
+    episodes = _check_count(episodes, "episodes")
+    lr = _check_rate(lr, "lr", 0.0, 1.0, open_low=True)
+    gamma = _check_rate(gamma, "gamma", 0.0, 1.0)
+    epsilon = _check_rate(epsilon, "epsilon", 0.0, 1.0)
+    max_actors = _check_count(max_actors, "max_actors")
+    seq = _seed_sequence(seed)
+    env, mdps, envs, models = _prepare(env, mdps)
+    n_index = int(models.n_indices.max())
+    agent = _QAgent(len(mdps), n_index, models.n_actions, lr, gamma, epsilon)
+    steps, stats = _run(env, mdps, envs, agent, episodes, seq, max_actors, progress)
+    return QLearningResult(agent.q_values, np.array(models.n_indices), steps, stats, models)
+
+
+def train_a2c(
+    env: TeacherEnv | None = None,
+    mdps: Sequence[int] | int = 1,
+    *,
+    episodes: int = DEFAULT_EPISODES,
+    lr: float = 0.1,
+    critic_lr: float = 0.1,
+    gamma: float = 0.99,
+    variant: str = "mc",
+    seed: int | np.random.SeedSequence = 0,
+    max_actors: int = DEFAULT_MAX_ACTORS,
+    progress: Callable[[int], None] | None = None,
+) -> A2CResult:
+    """Tabular actor-critic (paper A.3) trained on the task reward, many MDPs at once.
+
+    Softmax actor ``pi = softmax(theta[o])`` and critic ``V[o]``, all zero at the start; one
+    episode is sampled with the actor, then the episode's steps update both in order
+    (``variant="mc"``: advantage ``G_t - V(o_t)``, critic target ``G_t``; ``"td"``: advantage
+    ``r_t + gamma V(o_{t+1}) - V(o_t)``, ``V = 0`` after a termination; see
+    :func:`distill_agents._teacher_kernels._a2c_update`).
+
+    Args:
+        env: the MDP family (default ``TeacherEnv()``).
+        mdps: number of MDPs or a list of MDP indices.
+        episodes: episodes per MDP.
+        lr: actor learning rate (> 0).
+        critic_lr: critic learning rate in (0, 1].
+        gamma: discount in [0, 1].
+        variant: ``"mc"`` or ``"td"``.
+        seed: seed (or ``SeedSequence``) of the training randomness.
+        max_actors: most sub-envs one MDP gets in the later phases (1: strictly sequential).
+        progress: called with the number of newly completed episodes now and then.
+
+    Returns:
+        :class:`A2CResult`.
+    """
+    episodes = _check_count(episodes, "episodes")
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float, np.integer, np.floating))
+        or not (lr > 0 and math.isfinite(lr))
+    ):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    critic_lr = _check_rate(critic_lr, "critic_lr", 0.0, 1.0, open_low=True)
+    gamma = _check_rate(gamma, "gamma", 0.0, 1.0)
+    if variant not in ("mc", "td"):
+        raise ValueError(f"variant must be 'mc' or 'td', got {variant!r}")
+    max_actors = _check_count(max_actors, "max_actors")
+    seq = _seed_sequence(seed)
+    env, mdps, envs, models = _prepare(env, mdps)
+    n_index = int(models.n_indices.max())
+    agent = _A2CAgent(
+        len(mdps), n_index, models.n_actions, float(lr), critic_lr, gamma, variant == "mc"
+    )
+    steps, stats = _run(env, mdps, envs, agent, episodes, seq, max_actors, progress)
+    return A2CResult(agent.logits, agent.values, np.array(models.n_indices), steps, stats, models)
+
+
+# -------------------------------------------------------------------------- whole runs
+class TeachRun(NamedTuple):
+    """Output of :func:`make_teachers`.
+
+    Attributes:
+        teachers: :class:`~distill_agents.teachers.Teachers` of all MDPs.
+        teacher_return: ``[B]`` exact expected undiscounted return of each teacher.
+        optimal_return: ``[B]`` the best expected undiscounted return of the MDP (value
+            iteration with ``gamma = 1``).
+        uniform_return: ``[B]`` expected undiscounted return of the uniform policy.
+        stats: :class:`TrainingStats` summed over chunks (``None`` for planned teachers).
+    """
+
+    teachers: Teachers
+    teacher_return: NDArray[np.float64]
+    optimal_return: NDArray[np.float64]
+    uniform_return: NDArray[np.float64]
+    stats: TrainingStats | None
+
+
+def _exact_returns(models: Any, teachers: Teachers) -> tuple[NDArray, NDArray, NDArray]:
+    """Teacher, optimal (``gamma = 1``) and uniform expected undiscounted returns ``[B]``."""
+    mdps = [models.mdp(i) for i in range(models.n_envs)]
+    b, a = len(mdps), models.n_actions
+    policies = teachers.state_policies(models.state_to_index)
+    uniform = np.full((b, models.n_states, a), 1.0 / a)
+    out = []
+    for policy in (policies, uniform):
+        try:
+            out.append(np.asarray(planning.expected_return(mdps, policy), dtype=np.float64))
+        except ValueError:  # a policy that never ends somewhere: per MDP, NaN where undefined
+            values = np.full(b, np.nan)
+            for i in range(b):
+                with contextlib.suppress(ValueError):
+                    values[i] = planning.expected_return(mdps[i], policy[i])
+            out.append(values)
+    optimal = np.full(b, np.nan)
+    try:
+        best, _ = planning.value_iteration(mdps, gamma=1.0)
+        optimal = np.einsum("bs,bs->b", np.asarray(models.initial), np.asarray(best))
+    except ValueError:  # gamma = 1 does not converge (absorb_prob = 0): the gamma = 0.99 policy
+        _, q = planning.value_iteration(mdps, gamma=0.99)
+        with contextlib.suppress(ValueError):
+            optimal = np.asarray(planning.expected_return(mdps, planning.greedy_policy(q)))
+    return out[0], optimal, out[1]
+
+
+def make_teachers(
+    kind: str,
+    env_id: str = "DistillGrid-v0",
+    env_kwargs: Mapping[str, Any] | None = None,
+    n_mdps: int = 1,
+    *,
+    seed: int = 0,
+    episodes: int = DEFAULT_EPISODES,
+    temperature: float | None = None,
+    noise: float = 0.0,
+    a2c_variant: str = "mc",
+    max_actors: int = DEFAULT_MAX_ACTORS,
+    chunk_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TeachRun:
+    """One teacher per MDP (the ``teach`` command), with the exact returns.
+
+    MDP ``i`` uses ``layout_seed = seed + i`` unless ``env_kwargs`` fix the layout. MDPs are
+    processed in chunks of ``chunk_size`` consecutive MDPs (default: from
+    :data:`CHUNK_BUDGET_BYTES` and the env's shape; part of the run's identity for trained
+    kinds, see the module docstring), each with its own vector env.
+
+    Args:
+        kind: ``q_learning``, ``a2c``, ``optimal`` or ``adversarial``.
+        env_id: environment id (see :class:`TeacherEnv`).
+        env_kwargs: single-env keyword arguments.
+        n_mdps: number of MDPs.
+        seed: layout base and training/noise seed.
+        episodes: training episodes per MDP (trained kinds).
+        temperature: policy temperature ``T >= 0`` (``q_learning``, ``optimal``,
+            ``adversarial``; default 0, greedy). Not used by ``a2c`` (its actor is the policy).
+        noise: share of acting indices given a fixed wrong action (:func:`noisy_teachers`),
+            in ``[0, 1)``; 0 for none.
+        a2c_variant: ``"mc"`` or ``"td"``.
+        max_actors: see :func:`train_q_learning`.
+        chunk_size: MDPs per chunk (default: automatic).
+        progress: called with newly completed work units (episodes for trained kinds, MDPs
+            for planned ones).
+
+    Returns:
+        :class:`TeachRun`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    n_mdps = _check_count(n_mdps, "n_mdps")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    episodes = _check_count(episodes, "episodes")
+    if temperature is not None:
+        if kind == "a2c":
+            raise ValueError(
+                "temperature applies to q_learning, optimal and adversarial teachers; the a2c "
+                "teacher's policy is its softmax actor"
+            )
+        if (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, (int, float, np.integer, np.floating))
+            or not (0.0 <= float(temperature) < math.inf)
+        ):
+            raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    if (
+        isinstance(noise, bool)
+        or not isinstance(noise, (int, float, np.integer, np.floating))
+        or not (0.0 <= float(noise) < 1.0)
+    ):
+        raise ValueError(f"noise must be a number in [0, 1), got {noise!r}")
+    if a2c_variant not in ("mc", "td"):
+        raise ValueError(f"a2c_variant must be 'mc' or 'td', got {a2c_variant!r}")
+    env = TeacherEnv(env_id, env_kwargs, layout_base=int(seed))
+    if chunk_size is None:
+        from gridworld_env.vector import chunk_size_for
+
+        chunk_size = chunk_size_for(
+            env.n_actions,
+            CHUNK_BUDGET_BYTES,
+            n_states=env.n_states,
+            tables_per_mdp=TABLES_PER_MDP,
+            observation_size=env.observation_size,
+        )
+    chunk_size = _check_count(chunk_size, "chunk_size")
+    t_value = 0.0 if temperature is None and kind != "a2c" else temperature
+    settings: dict[str, Any] = {
+        "seed": int(seed),
+        "n_mdps": n_mdps,
+        "chunk_size": chunk_size,
+    }
+    if kind == "q_learning":
+        settings.update(episodes=episodes, lr=0.01, gamma=0.99, epsilon=0.1, max_actors=max_actors)
+    elif kind == "a2c":
+        settings.update(
+            episodes=episodes, lr=0.1, critic_lr=0.1, gamma=0.99, variant=a2c_variant,
+            max_actors=max_actors,
+        )  # fmt: skip
+    else:
+        settings.update(gamma=0.99)
+    parts: list[Teachers] = []
+    returns: list[tuple[NDArray, NDArray, NDArray]] = []
+    total: TrainingStats | None = None
+    root = np.random.SeedSequence(int(seed))
+    for start in range(0, n_mdps, chunk_size):
+        ids = list(range(start, min(n_mdps, start + chunk_size)))
+        chunk_seed = _child(root, _TRAIN_STREAM, start)
+        meta = {
+            "layout_seeds": np.array([env.layout_seed(i) for i in ids], dtype=np.int64),
+            "env_id": env_id,
+            "env_kwargs": env.env_kwargs,
+            "settings": settings,
+        }
+        stats: TrainingStats | None = None
+        if kind == "q_learning":
+            result = train_q_learning(
+                env, ids, episodes=episodes, seed=chunk_seed, max_actors=max_actors,
+                progress=progress,
+            )  # fmt: skip
+            models = result.models
+            teachers = q_learning_teachers(
+                result.q_values, result.n_indices, t_value, acting=acting_indices(models), **meta
+            )
+            stats = result.stats
+        elif kind == "a2c":
+            a2c = train_a2c(
+                env, ids, episodes=episodes, variant=a2c_variant, seed=chunk_seed,
+                max_actors=max_actors, progress=progress,
+            )  # fmt: skip
+            models = a2c.models
+            teachers = a2c_teachers(
+                a2c.logits, a2c.values, a2c.n_indices, acting=acting_indices(models), **meta
+            )
+            stats = a2c.stats
+        else:
+            models = env.make_vec(ids).models
+            teachers = planned_teachers(
+                models, minimise=kind == "adversarial", temperature=t_value, **meta
+            )
+            if progress is not None:
+                progress(len(ids))
+        if noise > 0.0:
+            teachers = noisy_teachers(teachers, float(noise), int(seed), first_mdp=start)
+        parts.append(teachers)
+        returns.append(_exact_returns(models, teachers))
+        if stats is not None:
+            total = stats if total is None else TrainingStats(
+                total.env_steps + stats.env_steps,
+                total.updates + stats.updates,
+                total.step_calls + stats.step_calls,
+                total.phases + stats.phases,
+                total.seconds + stats.seconds,
+            )  # fmt: skip
+    all_teachers = parts[0] if len(parts) == 1 else Teachers.concatenate(parts)
+    teacher_return, optimal_return, uniform_return = (
+        np.concatenate([r[k] for r in returns]) for k in range(3)
+    )
+    return TeachRun(all_teachers, teacher_return, optimal_return, uniform_return, total)
+
+
+# ----------------------------------------------------------------------------- benchmark
+def bench_q_learning(
+    n_mdps: int = 1000,
+    episodes: int = 2000,
+    seed: int = 0,
+    max_actors: int = DEFAULT_MAX_ACTORS,
+) -> dict[str, Any]:
+    """Q-learning through the vector env against a plain compiled loop, on the same MDPs.
+
+    Trains Q-learning teachers on ``n_mdps`` random 20x20 grids (``episodes`` each) with
+    :func:`train_q_learning`, then runs :func:`distill_agents._teacher_kernels.q_learning_reference`
+    (one numba function, the dynamics inlined from the same outcome tables the vector env's
+    kernel reads, MDPs spread over the threads) for the same episodes, and reports both rates.
+
+    Returns:
+        A dict with ``trainer_updates_per_s`` (transitions learned from per second of wall time,
+        phases and env rebuilds included), ``trainer_env_steps_per_s`` (env-steps, idle and
+        autoreset steps included), ``reference_steps_per_s``, ``ratio`` (trainer updates/s over
+        reference steps/s), ``trainer_seconds``, ``reference_seconds``, the step counts, and
+        ``extrapolated_seconds_30k`` for 1000 MDPs x 30 000 episodes (both, scaled linearly in
+        MDPs and episodes: a rough figure, as episodes get shorter while the agents learn).
+    """
+    from gridworld_env import _kernels as env_kernels
+
+    n_mdps = _check_count(n_mdps, "n_mdps")
+    episodes = _check_count(episodes, "episodes")
+    env = TeacherEnv("DistillGrid-v0", {}, layout_base=seed)
+    # Warm up the compiled kernels on a tiny run (compilation is not what is measured).
+    train_q_learning(env, 2, episodes=2, seed=seed, max_actors=max_actors)
+    result = train_q_learning(env, n_mdps, episodes=episodes, seed=seed, max_actors=max_actors)
+    trainer_s = result.stats.seconds
+
+    models = result.models
+    n_states = models.n_states
+    outcomes = np.zeros((n_mdps, n_states, models.n_rows, models.next_states.shape[-1]),
+                        dtype=env_kernels.OUTCOME_DTYPE)  # fmt: skip
+    for i in range(n_mdps):
+        env_kernels.pack_outcomes(models.mdp(i), models.state_to_index[i], outcomes[i])
+    initial_cum = np.cumsum(models.initial, axis=1)
+    initial_cum /= initial_cum[:, -1:]
+    key_of_state = np.ascontiguousarray(models.state_to_index)
+    terminal = np.ascontiguousarray(models.terminal)
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(1, 2**63, size=n_mdps, dtype=np.uint64)
+    n_index = int(models.n_indices.max())
+    limit = 1000
+    q_small = np.zeros((1, n_index, models.n_actions))
+    kernels.q_learning_reference(
+        outcomes[:1], models.action_rows, terminal[:1], initial_cum[:1], key_of_state[:1],
+        seeds[:1], 1, limit, 0.1, 0.01, 0.99, q_small, np.zeros(1, dtype=np.int64),
+    )  # fmt: skip
+    q_ref = np.zeros((n_mdps, n_index, models.n_actions))
+    ref_steps = np.zeros(n_mdps, dtype=np.int64)
+    t0 = time.perf_counter()
+    kernels.q_learning_reference(
+        outcomes, models.action_rows, terminal, initial_cum, key_of_state, seeds, episodes,
+        limit, 0.1, 0.01, 0.99, q_ref, ref_steps,
+    )  # fmt: skip
+    reference_s = time.perf_counter() - t0
+    trainer_rate = result.stats.updates / trainer_s
+    reference_rate = float(ref_steps.sum()) / reference_s
+    scale = (1000 / n_mdps) * (DEFAULT_EPISODES / episodes)
+    return {
+        "n_mdps": n_mdps,
+        "episodes": episodes,
+        "threads": numba.get_num_threads(),
+        "trainer_seconds": trainer_s,
+        "trainer_updates": result.stats.updates,
+        "trainer_env_steps": result.stats.env_steps,
+        "trainer_step_calls": result.stats.step_calls,
+        "trainer_phases": result.stats.phases,
+        "trainer_updates_per_s": trainer_rate,
+        "trainer_env_steps_per_s": result.stats.env_steps / trainer_s,
+        "reference_seconds": reference_s,
+        "reference_steps": int(ref_steps.sum()),
+        "reference_steps_per_s": reference_rate,
+        "ratio": trainer_rate / reference_rate,
+        "extrapolated_seconds_30k": {
+            "trainer": trainer_s * scale,
+            "reference": reference_s * scale,
+        },
+    }
