@@ -14,8 +14,9 @@ closed-form gradient with respect to the student's outputs ``[B, A]`` (the calle
 ``p_T = softmax(q_T / tau)`` comes from :func:`teacher_targets`; ``tau = 0`` is the greedy
 (argmax, ties split) distribution. The student's own temperature is 1: Rusu et al.'s
 ``softmax(q_S / tau)`` for the student is the same model with logits ``z = q_S / tau``.
-Teachers without Q-values (only ``action_probs``) use ``log pi`` (floored) as their scores, so
-``tau = 1`` targets the teacher's own distribution.
+Q-values come from the teacher's ``q_values(obs)`` or ``action_values(obs)``; teachers without
+them use ``log pi`` (floored) as their scores, so ``tau = 1`` targets the teacher's own
+distribution.
 
 Data sources (``source=``):
 
@@ -243,19 +244,40 @@ class ReplayBuffer:
         return self._data[rng.integers(0, self._size, size=size)]
 
 
+def _teacher_q_table(teacher: Any, n_obs: int, n_actions: int) -> NDArray[np.float64] | None:
+    """The teacher's Q-values ``[n, A]`` from ``q_values(obs)`` or ``action_values(obs)``.
+
+    Returns ``None`` if the teacher has neither method or says it has no Q-values (raises
+    ``ValueError``).
+    """
+    for name in ("q_values", "action_values"):
+        fn = getattr(teacher, name, None)
+        if not callable(fn):
+            continue
+        try:
+            scores = np.array([np.asarray(fn(i), dtype=np.float64) for i in range(n_obs)])
+        except (ValueError, NotImplementedError):
+            return None
+        if scores.shape != (n_obs, n_actions) or not np.all(np.isfinite(scores)):
+            raise ValueError(f"teacher.{name} must return finite [A] = ({n_actions},) rows")
+        return scores
+    return None
+
+
 def _teacher_score_tables(
-    teacher: Any, n_obs: int, n_actions: int
+    teacher: Any, n_obs: int, n_actions: int, loss: str
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``(probs [n, A], scores [n, A])``: scores are Q-values if the teacher has them."""
     from distill_agents.distill import teacher_tables
 
     probs, _ = teacher_tables(teacher, n_obs, n_actions)
-    q_fn = getattr(teacher, "q_values", None)
-    if callable(q_fn):
-        scores = np.array([np.asarray(q_fn(i), dtype=np.float64) for i in range(n_obs)])
-        if scores.shape != (n_obs, n_actions) or not np.all(np.isfinite(scores)):
-            raise ValueError(f"teacher.q_values must return finite [A] = ({n_actions},) rows")
-    else:
+    scores = _teacher_q_table(teacher, n_obs, n_actions)
+    if scores is None:
+        if loss == "mse":
+            raise ValueError(
+                "loss='mse' regresses Q-values: the teacher must provide q_values(obs) or "
+                "action_values(obs)"
+            )
         scores = floored_log(probs)
     return probs, scores
 
@@ -331,8 +353,8 @@ def supervised_distill(
     Args:
         env: an env with ``Discrete`` observations (table indices) and actions.
         teacher: a :class:`TabularPolicy`, an object with ``action_probs(obs)`` (and optionally
-            ``q_values(obs)``, used by ``"mse"`` and as the KL scores), or an array of
-            probabilities ``[n, A]``.
+            ``q_values(obs)`` or ``action_values(obs)``, needed by ``"mse"`` and used as the
+            scores of the KL targets), or an array of probabilities ``[n, A]``.
         loss: ``"nll"``, ``"mse"``, ``"kl"`` or ``"reverse_kl"``.
         tau: temperature of the KL targets ``softmax(scores / tau)`` (0 = greedy).
         source: ``"teacher"``, ``"student"``, ``"replay"`` or ``"uniform"`` (module docstring).
@@ -354,9 +376,7 @@ def supervised_distill(
     iterations = _positive_int("iterations", iterations, 0)
     batch_size = _positive_int("batch_size", batch_size, 1)
     n_obs, n_actions = _check_spaces(env)
-    probs, scores = _teacher_score_tables(teacher, n_obs, n_actions)
-    if loss == "mse" and not callable(getattr(teacher, "q_values", None)):
-        raise ValueError("loss='mse' regresses Q-values: the teacher must provide q_values(obs)")
+    probs, scores = _teacher_score_tables(teacher, n_obs, n_actions, loss)
     targets = teacher_targets(scores, tau)
     env_seed, rng, policy_rng = _streams(seed)
     student = TabularPolicy(np.zeros((n_obs, n_actions)), seed=policy_rng)
@@ -505,9 +525,10 @@ def multitask_distill(
     local_to_global, global_obs = shared_table(envs)
     tables = []
     for i, (teacher, (n_obs, _)) in enumerate(zip(teachers, sizes, strict=True)):
-        if loss == "mse" and not callable(getattr(teacher, "q_values", None)):
-            raise ValueError(f"loss='mse' needs q_values(obs) from every teacher (teacher {i})")
-        probs, scores = _teacher_score_tables(teacher, n_obs, n_actions)
+        try:
+            probs, scores = _teacher_score_tables(teacher, n_obs, n_actions, loss)
+        except ValueError as err:
+            raise ValueError(f"teachers[{i}]: {err}") from None
         tables.append((probs, scores, teacher_targets(scores, tau)))
     *env_seqs, data_seq, policy_seq = np.random.SeedSequence(seed).spawn(len(envs) + 2)
     rng = np.random.default_rng(data_seq)
