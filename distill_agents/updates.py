@@ -306,8 +306,9 @@ def episode_update_kernel(
                 e = math.exp(logits[o, a] - m)
                 prob_buf[n_slots, a] = e
                 total += e
+            inv = 1.0 / total
             for a in range(n_actions):
-                prob_buf[n_slots, a] /= total
+                prob_buf[n_slots, a] *= inv
                 grad_buf[n_slots, a] = 0.0
             lse_buf[n_slots] = m + math.log(total)
             n_slots += 1
