@@ -75,6 +75,13 @@ Choices where the paper is silent or ambiguous (PAPER.md 1.3, 1.4, 5.1, 7):
 - The critic is a baseline for the *whole* ``rhat`` (task reward plus intrinsic terms), fitted by
   L2 with the policy's learning rate (A.3); the loss and reward weights are 1.
 - ``kl_regularised`` is Distral-style KL-regularised RL with weight 1 (PAPER.md 1.4).
+- The default critic is Monte Carlo (``"mc"``). Measured caveat: with a greedy teacher the
+  floored log-probabilities put rewards of ``log(1e-8) = -18.4`` per off-teacher step into the
+  return of ``entropy_regularised``, ``expected_entropy_regularised`` and ``kl_regularised``;
+  with MC returns at lr 0.1 their first updates saturate the softmax and about half of the runs
+  lock into a wrong deterministic policy (corridor, 8 seeds), while the TD(1) critic
+  (``critic="td"``) reaches the teacher in every run. The cloning methods and
+  ``teacher_v_reward`` learn with either critic.
 """
 
 from __future__ import annotations
