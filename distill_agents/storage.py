@@ -15,10 +15,8 @@ Any problem raises :class:`FileFormatError` (a ``ValueError``) naming the file a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from gridworld_env._io import atomic_write
 
 __all__ = ["FORMAT_VERSION", "ArraySpec", "FileFormatError", "load_arrays", "save_arrays"]
 
@@ -54,21 +54,6 @@ class ArraySpec:
         self.ndim = ndim
         self.finite = finite
         self.optional = optional
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
 
 
 def save_arrays(
@@ -102,7 +87,7 @@ def save_arrays(
     header = {"kind": kind, "format_version": FORMAT_VERSION, "meta": dict(meta or {})}
     encoded = json.dumps(header, sort_keys=True, allow_nan=False).encode("utf-8")
     payload[_META_KEY] = np.frombuffer(encoded, dtype=np.uint8)
-    _atomic_write(path, lambda handle: np.savez(handle, **payload))  # type: ignore[arg-type]
+    atomic_write(path, lambda handle: np.savez(handle, **payload))  # type: ignore[arg-type]
     return path
 
 

@@ -39,13 +39,13 @@ Pictures are built by one gather from a per-``cell_px`` cache of cell tiles (abo
 from __future__ import annotations
 
 import os
-import tempfile
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from gridworld_env._io import atomic_write
 from gridworld_env.layout import (
     DEEP_PIT,
     EMPTY,
@@ -344,14 +344,5 @@ def save_png(path: str | os.PathLike[str], rgb: Any) -> None:
         )
     import matplotlib.image as mpimg  # lazy: matplotlib is only needed for saving
 
-    target = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            mpimg.imsave(handle, np.ascontiguousarray(array), format="png")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    contiguous = np.ascontiguousarray(array)
+    atomic_write(path, lambda handle: mpimg.imsave(handle, contiguous, format="png"))

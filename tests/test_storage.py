@@ -114,3 +114,12 @@ def test_failed_write_leaves_old_file_intact(tmp_path, monkeypatch):
         write(tmp_path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["t.npz"]
+
+
+def test_written_files_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write(tmp_path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
