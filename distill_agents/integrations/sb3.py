@@ -63,6 +63,7 @@ __all__ = [
     "CONTROLS",
     "INSTALL_HINT",
     "LOSSES",
+    "TEACHER_SCORES",
     "SB3Teacher",
     "distill_into_sb3",
     "to_tabular_policy",
@@ -72,6 +73,8 @@ __all__ = [
 CONTROLS = ("teacher", "student", "uniform")
 #: Losses of :func:`distill_into_sb3`.
 LOSSES = ("kl", "mse")
+#: Where the KL targets of :func:`distill_into_sb3` come from.
+TEACHER_SCORES = ("auto", "log_probs", "q_values")
 
 _ACTOR_CRITIC = "actor_critic"
 _Q = "q"
@@ -512,6 +515,7 @@ class _TeacherQuery:
         temperature: float,
         floor: float,
         n_actions: int,
+        scores: str = "auto",
     ) -> None:
         if not callable(getattr(teacher, "action_probs", None)):
             raise ValueError(
@@ -524,7 +528,8 @@ class _TeacherQuery:
         self.temperature = temperature
         self.floor = floor
         self.n_actions = n_actions
-        self.has_q: bool | None = None
+        self.scores = scores
+        self.has_q: bool | None = False if scores == "log_probs" and loss == "kl" else None
 
     def _inputs(self, batch: NDArray) -> list[Any]:
         if self.mapping is None:
@@ -562,10 +567,14 @@ class _TeacherQuery:
             try:
                 q_values = self._call(("q_values", "action_values"), inputs)
             except (ValueError, NotImplementedError):
-                if self.loss == "mse":
+                if self.loss == "mse" or self.scores == "q_values":
                     raise
                 q_values = None
             self.has_q = q_values is not None
+        if q_values is None and self.scores == "q_values":
+            raise ValueError(
+                "teacher_scores='q_values' needs a teacher with q_values(obs) or action_values(obs)"
+            )
         if self.loss == "mse":
             if q_values is None:
                 raise ValueError(
@@ -618,6 +627,7 @@ def distill_into_sb3(
     lr: float | None = None,
     buffer_size: int = 100_000,
     obs_to_teacher: Callable[[Any], Any] | None = None,
+    teacher_scores: str = "auto",
     teacher_prob_floor: float = TEACHER_PROB_FLOOR,
     seed: int | None = None,
     callback: Callable[[int, float], bool | None] | None = None,
@@ -631,10 +641,14 @@ def distill_into_sb3(
     (``model.policy.optimizer``) and gradient clipping (``model.max_grad_norm``); repeat until
     ``steps`` environment steps have been taken. Losses (per observation, averaged):
 
-    - ``"kl"``: ``KL(p_T || pi_student)`` with ``p_T = softmax(scores / temperature)`` and
-      ``scores`` the teacher's Q-values if it has them (``q_values`` / ``action_values``, e.g.
-      a DQN :class:`SB3Teacher`) else ``log pi`` (floored at ``teacher_prob_floor``), so
-      ``temperature=1`` targets the teacher's own policy and ``0`` its greedy policy.
+    - ``"kl"``: ``KL(p_T || pi_student)`` with ``p_T = softmax(scores / temperature)``. With
+      ``teacher_scores="auto"`` (the convention of :mod:`distill_agents.supervised`) the scores
+      are the teacher's Q-values if it has them (``q_values`` / ``action_values``: a DQN
+      :class:`SB3Teacher`, a ``TabularTeacher`` with ``q_values``; Rusu et al.'s
+      ``softmax(q / tau)``) and ``log pi`` (floored at ``teacher_prob_floor``) otherwise, so
+      that for a teacher without Q-values ``temperature=1`` targets the teacher's own policy;
+      ``"log_probs"`` always uses ``log pi``, ``"q_values"`` requires Q-values. ``temperature=0``
+      targets the greedy policy of the scores.
       ``pi_student`` is the PPO/A2C action distribution, or ``softmax(Q)`` of a DQN's
       Q-network (student temperature 1, as in :mod:`distill_agents.supervised`).
     - ``"mse"`` (DQN only): ``||Q_teacher - Q_student||^2``; needs the teacher's Q-values.
@@ -668,6 +682,7 @@ def distill_into_sb3(
         obs_to_teacher: maps one env observation to the teacher's input (e.g.
             ``TableIndexWrapper.obs_to_index`` for a tabular teacher while the model sees raw
             observations).
+        teacher_scores: ``"auto"``, ``"log_probs"`` or ``"q_values"`` (see the losses).
         teacher_prob_floor: floor of the teacher's probabilities inside ``log``.
         seed: seeds the env (``VecEnv.seed``), the action draws and the minibatches.
         callback: ``callback(env_steps_so_far, loss)`` after every gradient step; returning
@@ -686,6 +701,10 @@ def distill_into_sb3(
         raise ValueError(f"control must be one of {list(CONTROLS)}, got {control!r}")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+    if teacher_scores not in TEACHER_SCORES:
+        raise ValueError(
+            f"teacher_scores must be one of {list(TEACHER_SCORES)}, got {teacher_scores!r}"
+        )
     if loss == "mse" and kind != _Q:
         raise ValueError(
             "loss='mse' regresses Q-values and needs a DQN model; use loss='kl' for PPO/A2C"
@@ -707,7 +726,13 @@ def distill_into_sb3(
     n_actions = int(model.action_space.n)
     space = model.observation_space
     query = _TeacherQuery(
-        teacher, obs_to_teacher, loss, temperature, float(teacher_prob_floor), n_actions
+        teacher,
+        obs_to_teacher,
+        loss,
+        temperature,
+        float(teacher_prob_floor),
+        n_actions,
+        teacher_scores,
     )
     rng = np.random.default_rng(seed)
     obs_buf = np.zeros((buffer_size, *space.shape), dtype=space.dtype)
