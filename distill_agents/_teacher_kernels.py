@@ -32,8 +32,11 @@ dynamics inlined (the performance reference of
 
 from __future__ import annotations
 
+import llvmlite.ir as llvm_ir
 import numpy as np
 from numba import njit, prange
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 __all__ = [
     "ACTING",
@@ -49,6 +52,32 @@ __all__ = [
 IDLE = 0  #: the actor takes no part; its sub-env is stepped and its transitions are ignored
 ACTING = 1  #: the actor is in an episode that is learned from
 ENDED = 2  #: the actor's episode ended at the previous step (the next step is an autoreset)
+
+
+#: How many actors ahead the agent kernels prefetch the Q (logit) row they will read: the loop
+#: is bound by the latency of one scattered read per actor, and prefetching overlaps them.
+PREFETCH_DISTANCE = 8
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Hint the CPU to load the cache line of ``array.flat[index]`` (C-contiguous ``array``)."""
+    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_value, index_value = args
+        proxy = context.make_array(signature.args[0])(context, builder, array_value)
+        byte_ptr = llvm_ir.IntType(8).as_pointer()
+        name = "llvm.prefetch.p0" if getattr(byte_ptr, "is_opaque", False) else "llvm.prefetch.p0i8"
+        i32 = llvm_ir.IntType(32)
+        fn_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [byte_ptr, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fn_type, name)
+        address = builder.bitcast(builder.gep(proxy.data, [index_value]), byte_ptr)
+        builder.call(fn, [address, i32(0), i32(3), i32(1)])  # read, keep in cache, data
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
 
 
 # --------------------------------------------------------------------------- action choice
@@ -120,6 +149,17 @@ def _sample_softmax(flat_logits, base, n_actions, u, probs):
     return n_actions - 1  # not reached
 
 
+@njit(cache=True)
+def _totals(counts):
+    """Row ``C`` of ``counts`` ``[C + 1, k]`` := the sum of rows ``0 .. C-1``."""
+    last = counts.shape[0] - 1
+    for k in range(counts.shape[1]):
+        total = 0
+        for c in range(last):
+            total += counts[c, k]
+        counts[last, k] = total
+
+
 # ----------------------------------------------------------------------------- Q-learning
 @njit(cache=True)
 def _q_range(
@@ -153,6 +193,10 @@ def _q_range(
     busy = 0
     updates = 0
     for j in range(lo, hi):
+        ahead = j + PREFETCH_DISTANCE
+        if ahead < hi:
+            row_ahead = (np.uint64(group[ahead]) * n_index + np.uint64(next_obs[ahead])) * stride
+            _prefetch(flat, row_ahead)  # type: ignore[call-arg]
         g = group[j]
         o_next = next_obs[j]
         table = np.uint64(g) * n_index
@@ -247,7 +291,8 @@ def q_step(
         epsilon: exploration probability.
         lr: learning rate.
         gamma: discount.
-        counts: ``[C, 2]`` int64 output per range: busy actors, transitions learned from.
+        counts: ``[C + 1, 2]`` int64 output: per range (rows ``0 .. C-1``) and in total (row
+            ``C``), the busy actors and the transitions learned from.
     """
     for c in range(bounds.shape[0] - 1):
         _q_range(
@@ -274,6 +319,7 @@ def q_step(
             counts,
             c,
         )
+    _totals(counts)
 
 
 @njit(cache=True, parallel=True)
@@ -325,6 +371,7 @@ def q_step_parallel(
             counts,
             c,
         )
+    _totals(counts)
 
 
 # ---------------------------------------------------------------------------- actor-critic
@@ -409,11 +456,11 @@ def _a2c_range(
     steps,
     n_episodes,
     allow,
+    u_row,
     ep_obs,
     ep_actions,
     ep_rewards,
     ep_length,
-    u_row,
     lr,
     critic_lr,
     gamma,
@@ -431,6 +478,10 @@ def _a2c_range(
     updates = 0
     overflow = 0
     for j in range(lo, hi):
+        ahead = j + PREFETCH_DISTANCE
+        if ahead < hi:
+            row_ahead = (np.uint64(group[ahead]) * n_index + np.uint64(next_obs[ahead])) * stride
+            _prefetch(flat, row_ahead)  # type: ignore[call-arg]
         g = group[j]
         o_next = next_obs[j]
         st = status[j]
@@ -510,11 +561,11 @@ def a2c_step(
     steps,
     n_episodes,
     allow,
+    u_row,
     ep_obs,
     ep_actions,
     ep_rewards,
     ep_length,
-    u_row,
     lr,
     critic_lr,
     gamma,
@@ -543,17 +594,17 @@ def a2c_step(
         steps: see :func:`q_step`.
         n_episodes: see :func:`q_step`.
         allow: see :func:`q_step`.
+        u_row: see :func:`q_step`.
         ep_obs: ``[B, L + 1]`` int64 episode buffer of observations.
         ep_actions: ``[B, L]`` int64 episode buffer of actions.
         ep_rewards: ``[B, L]`` float64 episode buffer of rewards.
         ep_length: ``[B]`` int64 steps recorded in each actor's episode.
-        u_row: see :func:`q_step`.
         lr: actor learning rate.
         critic_lr: critic learning rate.
         gamma: discount.
         mc: True for the Monte Carlo variant, False for TD(1).
-        counts: ``[C, 3]`` int64 output per range: busy actors, transitions learned from, and
-            1 if an episode overflowed the buffers.
+        counts: ``[C + 1, 3]`` int64 output per range and in total (row ``C``): busy actors,
+            transitions learned from, and 1 if an episode overflowed the buffers.
     """
     for c in range(bounds.shape[0] - 1):
         _a2c_range(
@@ -574,11 +625,11 @@ def a2c_step(
             steps,
             n_episodes,
             allow,
+            u_row,
             ep_obs,
             ep_actions,
             ep_rewards,
             ep_length,
-            u_row,
             lr,
             critic_lr,
             gamma,
@@ -586,6 +637,7 @@ def a2c_step(
             counts,
             c,
         )
+    _totals(counts)
 
 
 @njit(cache=True, parallel=True)
@@ -606,11 +658,11 @@ def a2c_step_parallel(
     steps,
     n_episodes,
     allow,
+    u_row,
     ep_obs,
     ep_actions,
     ep_rewards,
     ep_length,
-    u_row,
     lr,
     critic_lr,
     gamma,
@@ -637,11 +689,11 @@ def a2c_step_parallel(
             steps,
             n_episodes,
             allow,
+            u_row,
             ep_obs,
             ep_actions,
             ep_rewards,
             ep_length,
-            u_row,
             lr,
             critic_lr,
             gamma,
@@ -649,6 +701,7 @@ def a2c_step_parallel(
             counts,
             c,
         )
+    _totals(counts)
 
 
 # ------------------------------------------------------------------ compiled reference loop

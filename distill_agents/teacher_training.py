@@ -92,8 +92,17 @@ CHUNK_BUDGET_BYTES = 4e9
 #: ``[S, A]`` float64 tables per MDP assumed when sizing chunks (agent tables, teacher
 #: probabilities and Q values, state policies for the exact returns).
 TABLES_PER_MDP = 8
-#: A phase drains (starts no new episodes) once fewer than this share of its actors are busy.
+#: A phase considers draining (starting no new episodes, then rebuilding) once fewer than this
+#: share of its actors are busy ...
 DRAIN_BELOW = 0.5
+#: ... checking every this many ``step`` calls whether a new phase is cheaper than going on.
+PLAN_EVERY = 64
+#: Cost model of the phase scheduler, in actor-steps (one sub-env stepped and learned from,
+#: about 40 ns on two cores): the fixed cost of one ``step`` call (Python, dispatch) ...
+CALL_COST = 300.0
+#: ... and of building one sub-env of a new vector env (about 1.6 ms). The model only decides
+#: *when* to rebuild; it is deterministic (no timings), so results stay reproducible.
+BUILD_COST = 40_000.0
 #: Uniforms are drawn in blocks of at most this many rows ...
 _UNIFORM_ROWS = 64
 #: ... and this many values.
@@ -242,6 +251,8 @@ class TrainingStats:
         step_calls: ``step`` calls.
         phases: training phases (vector envs built).
         seconds: wall time.
+        build_seconds: part of ``seconds`` spent building the vector envs of later phases.
+        phase_log: per phase ``(actors, MDPs, step calls, seconds)``.
     """
 
     env_steps: int
@@ -249,6 +260,8 @@ class TrainingStats:
     step_calls: int
     phases: int
     seconds: float
+    build_seconds: float = 0.0
+    phase_log: tuple[tuple[int, int, int, float], ...] = ()
 
 
 class QLearningResult(NamedTuple):
@@ -258,6 +271,7 @@ class QLearningResult(NamedTuple):
         q_values: ``[G, N, A]`` float64 Q tables over table indices.
         n_indices: ``[G]`` int64 table indices per MDP.
         steps: ``[G]`` int64 transitions learned from per MDP.
+        episodes: ``[G]`` int64 episodes learned from per MDP (all equal to the request).
         stats: :class:`TrainingStats`.
         models: the MDPs' stacked exact models (:class:`gridworld_env.vector.StackedModels`).
     """
@@ -265,6 +279,7 @@ class QLearningResult(NamedTuple):
     q_values: NDArray[np.float64]
     n_indices: NDArray[np.int64]
     steps: NDArray[np.int64]
+    episodes: NDArray[np.int64]
     stats: TrainingStats
     models: Any
 
@@ -277,6 +292,7 @@ class A2CResult(NamedTuple):
         values: ``[G, N]`` float64 critic.
         n_indices: ``[G]`` int64 table indices per MDP.
         steps: ``[G]`` int64 transitions learned from per MDP.
+        episodes: ``[G]`` int64 episodes learned from per MDP (all equal to the request).
         stats: :class:`TrainingStats`.
         models: the MDPs' stacked exact models (:class:`gridworld_env.vector.StackedModels`).
     """
@@ -285,6 +301,7 @@ class A2CResult(NamedTuple):
     values: NDArray[np.float64]
     n_indices: NDArray[np.int64]
     steps: NDArray[np.int64]
+    episodes: NDArray[np.int64]
     stats: TrainingStats
     models: Any
 
@@ -333,94 +350,159 @@ def _thread_bounds(group: NDArray[np.int64], n_chunks: int) -> NDArray[np.int64]
     return np.array(cuts, dtype=np.int64)
 
 
-def _allocate(
-    completed: NDArray[np.int64],
-    steps: NDArray[np.int64],
-    n_episodes: int,
-    n_actors: int,
-    max_actors: int,
-) -> NDArray[np.int64]:
-    """``[B]`` MDP of each actor for the next phase (contiguous, ascending MDP order).
-
-    MDP ``g`` with episodes left gets ``k_g = clip(floor(n_actors * w_g / sum w), 1,
-    min(max_actors, episodes left))`` actors, ``w_g`` its remaining episodes times its mean
-    episode length so far.
-    """
+def _remaining_work(
+    completed: NDArray[np.int64], steps: NDArray[np.int64], n_episodes: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """MDPs with episodes left, their episodes left and their expected remaining steps."""
     left = n_episodes - completed
     live = np.flatnonzero(left > 0)
     done = completed[live]
     overall = max(float(steps.sum()), 1.0) / max(int(completed.sum()), 1)
-    mean_length = np.where(done > 0, steps[live] / np.maximum(done, 1), overall)
-    work = left[live] * np.maximum(mean_length, 1.0)
+    mean_length = np.maximum(np.where(done > 0, steps[live] / np.maximum(done, 1), overall), 1.0)
+    return live, left[live].astype(np.float64), left[live] * mean_length
+
+
+def _allocate(
+    live: NDArray[np.int64],
+    left: NDArray[np.float64],
+    work: NDArray[np.float64],
+    n_actors: int,
+    max_actors: int,
+) -> NDArray[np.int64]:
+    """``[B]`` MDP of each actor for a phase (contiguous, ascending MDP order).
+
+    MDP ``g`` with episodes left gets ``k_g = clip(floor(n_actors * w_g / sum w), 1,
+    min(max_actors, episodes left))`` actors, ``w_g`` its expected remaining steps.
+    """
     share = np.floor(n_actors * work / work.sum())
-    k = np.clip(share, 1, np.minimum(max_actors, left[live])).astype(np.int64)
+    k = np.clip(share, 1, np.minimum(max_actors, left)).astype(np.int64)
     return np.repeat(live, k)
 
 
+def _plan(
+    completed: NDArray[np.int64],
+    steps: NDArray[np.int64],
+    n_episodes: int,
+    n_mdps: int,
+    max_actors: int,
+) -> tuple[NDArray[np.int64], float]:
+    """The cheapest next phase under the cost model: ``(group, cost in actor-steps)``.
+
+    Candidates give the live MDPs ``n_live * 2**m`` actors in total (up to ``n_mdps``); a
+    phase costs :data:`BUILD_COST` per actor plus, per ``step`` call, :data:`CALL_COST` and one
+    unit per actor, for as many calls as its slowest MDP needs (``w_g / k_g``).
+    """
+    live, left, work = _remaining_work(completed, steps, n_episodes)
+    best: tuple[NDArray[np.int64], float] | None = None
+    target = live.size
+    while True:
+        group = _allocate(live, left, work, target, max_actors)
+        k = np.bincount(group, minlength=n_mdps)[live]
+        cost = BUILD_COST * group.size + float((work / k).max()) * (CALL_COST + group.size)
+        if best is None or cost < best[1]:
+            best = (group, cost)
+        if target >= n_mdps or max_actors == 1:
+            return best
+        target = min(2 * target, n_mdps)
+
+
+def _keep_cost(
+    completed: NDArray[np.int64],
+    steps: NDArray[np.int64],
+    n_episodes: int,
+    group: NDArray[np.int64],
+    n_mdps: int,
+) -> tuple[float, float]:
+    """Cost of finishing with the current actors, and of draining them first (actor-steps)."""
+    live, _, work = _remaining_work(completed, steps, n_episodes)
+    k = np.maximum(np.bincount(group, minlength=n_mdps)[live], 1)
+    per_call = CALL_COST + group.size
+    drain_calls = float((work / np.maximum(n_episodes - completed[live], 1)).max())
+    return float((work / k).max()) * per_call, drain_calls * per_call
+
+
 class _Agent:
-    """Agent tables plus its kernel call (subclassed for Q-learning and A2C)."""
+    """Agent tables and its kernels (see :func:`distill_agents._teacher_kernels.q_step`).
+
+    The kernels are called as ``kernel(bounds, group, *tables, obs, actions, rewards,
+    next_obs, terminated, truncated, status, started, completed, steps, n_episodes, allow,
+    u_row, *extras, counts)``.
+    """
 
     n_counts = 2
+    serial: Callable[..., Any]
+    parallel: Callable[..., Any]
 
-    def begin_phase(self, n_actors: int, envs: Any) -> None:
-        """Allocate per-actor buffers for a phase."""
-
-    def step(self, parallel: bool, *args: Any) -> None:
-        """Run the agent kernel (see :func:`distill_agents._teacher_kernels.q_step`)."""
+    def tables(self) -> tuple[Any, ...]:
+        """The arrays the kernel learns into."""
         raise NotImplementedError
+
+    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+        """Arguments after ``u_row`` for a phase of ``n_actors`` actors."""
+        raise NotImplementedError
+
+    def check(self, counts: NDArray[np.int64]) -> None:
+        """Raise if the kernel reported a problem."""
 
 
 class _QAgent(_Agent):
+    serial = staticmethod(kernels.q_step)
+    parallel = staticmethod(kernels.q_step_parallel)
+
     def __init__(
         self, n_mdps: int, n_index: int, n_actions: int, lr: float, gamma: float, epsilon: float
-    ):
+    ) -> None:
         self.q_values = np.zeros((n_mdps, n_index, n_actions))
         self.lr, self.gamma, self.epsilon = lr, gamma, epsilon
 
-    def step(self, parallel: bool, *args: Any) -> None:
-        (bounds, group, obs, actions, rewards, next_obs, term, trunc, status, started,
-         completed, steps, n_episodes, allow, u_row, counts) = args  # fmt: skip
-        kernel = kernels.q_step_parallel if parallel else kernels.q_step
-        kernel(
-            bounds, group, self.q_values, obs, actions, rewards, next_obs, term, trunc, status,
-            started, completed, steps, n_episodes, allow, u_row, self.epsilon, self.lr,
-            self.gamma, counts,
-        )  # fmt: skip
+    def tables(self) -> tuple[Any, ...]:
+        return (self.q_values,)
+
+    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+        return (self.epsilon, self.lr, self.gamma)
 
 
 class _A2CAgent(_Agent):
     n_counts = 3
+    serial = staticmethod(kernels.a2c_step)
+    parallel = staticmethod(kernels.a2c_step_parallel)
 
     def __init__(
-        self, n_mdps: int, n_index: int, n_actions: int, lr: float, critic_lr: float,
-        gamma: float, mc: bool,
-    ) -> None:  # fmt: skip
+        self,
+        n_mdps: int,
+        n_index: int,
+        n_actions: int,
+        lr: float,
+        critic_lr: float,
+        gamma: float,
+        mc: bool,
+    ) -> None:
         self.logits = np.zeros((n_mdps, n_index, n_actions))
         self.values = np.zeros((n_mdps, n_index))
         self.lr, self.critic_lr, self.gamma, self.mc = lr, critic_lr, gamma, mc
 
-    def begin_phase(self, n_actors: int, envs: Any) -> None:
+    def tables(self) -> tuple[Any, ...]:
+        return (self.logits, self.values)
+
+    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
         limit = getattr(envs, "max_episode_steps", None)
         if limit is None:
             raise ValueError(
                 "the A2C teacher needs a time limit (max_episode_steps) to size its episode buffers"
             )
-        self.ep_obs = np.zeros((n_actors, limit + 1), dtype=np.int64)
-        self.ep_actions = np.zeros((n_actors, limit), dtype=np.int64)
-        self.ep_rewards = np.zeros((n_actors, limit))
-        self.ep_length = np.zeros(n_actors, dtype=np.int64)
+        return (
+            np.zeros((n_actors, limit + 1), dtype=np.int64),  # observations
+            np.zeros((n_actors, limit), dtype=np.int64),  # actions
+            np.zeros((n_actors, limit)),  # rewards
+            np.zeros(n_actors, dtype=np.int64),  # lengths
+            self.lr,
+            self.critic_lr,
+            self.gamma,
+            self.mc,
+        )
 
-    def step(self, parallel: bool, *args: Any) -> None:
-        (bounds, group, obs, actions, rewards, next_obs, term, trunc, status, started,
-         completed, steps, n_episodes, allow, u_row, counts) = args  # fmt: skip
-        kernel = kernels.a2c_step_parallel if parallel else kernels.a2c_step
-        kernel(
-            bounds, group, self.logits, self.values, obs, actions, rewards, next_obs, term,
-            trunc, status, started, completed, steps, n_episodes, allow, self.ep_obs,
-            self.ep_actions, self.ep_rewards, self.ep_length, u_row, self.lr, self.critic_lr,
-            self.gamma, self.mc, counts,
-        )  # fmt: skip
-        if counts[:, 2].any():
+    def check(self, counts: NDArray[np.int64]) -> None:
+        if counts[-1, 2]:
             raise RuntimeError("an episode overflowed the A2C episode buffers")
 
 
@@ -433,74 +515,110 @@ def _run(
     seed: np.random.SeedSequence,
     max_actors: int,
     progress: Callable[[int], None] | None,
-) -> tuple[NDArray[np.int64], TrainingStats]:
-    """Train ``agent`` on the MDPs ``mdps`` in phases (see the module docstring)."""
+) -> tuple[NDArray[np.int64], NDArray[np.int64], TrainingStats]:
+    """Train ``agent`` on the MDPs ``mdps`` in phases (see the module docstring).
+
+    Returns:
+        ``(steps, episodes, stats)``: transitions learned from and episodes completed per MDP.
+    """
     t0 = time.perf_counter()
     n_mdps = len(mdps)
     started = np.zeros(n_mdps, dtype=np.int64)
     completed = np.zeros(n_mdps, dtype=np.int64)
     steps = np.zeros(n_mdps, dtype=np.int64)
     rng = np.random.default_rng(_child(seed, 1))
+    tables = agent.tables()
     env_steps = updates = calls = 0
     phase = 0
     reported = 0
+    build_s = 0.0
+    log: list[tuple[int, int, int, float]] = []
     n_threads = max(1, numba.get_num_threads())
     while (completed < n_episodes).any():
         if phase == 0:
             group = np.arange(n_mdps, dtype=np.int64)
             envs = first_envs
         else:
-            group = _allocate(completed, steps, n_episodes, n_mdps, max_actors)
+            group, _ = _plan(completed, steps, n_episodes, n_mdps, max_actors)
+            t_build = time.perf_counter()
             envs = env.make_vec([mdps[g] for g in group])
+            build_s += time.perf_counter() - t_build
         n_actors = int(group.size)
-        agent.begin_phase(n_actors, envs)
+        t_phase = time.perf_counter()
+        extras = agent.extras(n_actors, envs)
         parallel = n_actors >= _parallel_min() and n_threads > 1
+        kernel = agent.parallel if parallel else agent.serial
         bounds = _thread_bounds(group, n_threads if parallel else 1)
-        counts = np.zeros((bounds.size - 1, agent.n_counts), dtype=np.int64)
+        counts = np.zeros((bounds.size, agent.n_counts), dtype=np.int64)
+        totals = counts[-1]
         block = np.empty((max(1, min(_UNIFORM_ROWS, _UNIFORM_VALUES // n_actors)), n_actors))
-        row = block.shape[0]
         reset_seed = int(_child(seed, 0, phase).generate_state(1, np.uint64)[0] >> np.uint64(1))
         obs, _ = envs.reset(seed=reset_seed)
         obs = np.array(obs, dtype=np.int64)
         actions = np.zeros(n_actors, dtype=np.int64)
         status = np.full(n_actors, kernels.ENDED, dtype=np.int8)
-        no_rewards = np.zeros(n_actors)
-        no_flags = np.zeros(n_actors, dtype=bool)
-        allow = True
-        args: list[Any] = [bounds, group, obs, actions, no_rewards, obs.copy(), no_flags,
-                           no_flags, status, started, completed, steps, n_episodes,
-                           allow]  # fmt: skip
+        flags = np.zeros(n_actors, dtype=bool)
         rng.random(out=block)
-        row = 0
-        agent.step(parallel, *args, block[row], counts)
-        row += 1
-        busy = int(counts[:, 0].sum())
+        allow = True
+        # Every actor starts an episode at its reset observation (nothing to learn yet).
+        kernel(bounds, group, *tables, obs, actions, np.zeros(n_actors), obs.copy(), flags,
+               flags, status, started, completed, steps, n_episodes, allow, block[0], *extras,
+               counts)  # fmt: skip
+        agent.check(counts)
+        row = 1
+        busy = int(totals[0])
+        phase_calls = 0
         while busy > 0:
-            if allow and busy < DRAIN_BELOW * n_actors:
-                allow = False
+            if (
+                allow
+                and busy < DRAIN_BELOW * n_actors
+                and phase_calls % PLAN_EVERY == 0
+                and _should_rebuild(completed, steps, n_episodes, group, n_mdps, max_actors)
+            ):
+                allow = False  # drain: let the running episodes end, start no new ones
             next_obs, rewards, terminated, truncated, _ = envs.step(actions)
             if row == block.shape[0]:
                 rng.random(out=block)
                 row = 0
-            agent.step(
-                parallel, bounds, group, obs, actions, rewards, next_obs, terminated, truncated,
-                status, started, completed, steps, n_episodes, allow, block[row], counts,
-            )  # fmt: skip
+            kernel(bounds, group, *tables, obs, actions, rewards, next_obs, terminated,
+                   truncated, status, started, completed, steps, n_episodes, allow, block[row],
+                   *extras, counts)  # fmt: skip
+            agent.check(counts)
             row += 1
-            calls += 1
-            env_steps += n_actors
-            updates += int(counts[:, 1].sum())
-            busy = int(counts[:, 0].sum())
-            if progress is not None and calls % _PROGRESS_EVERY == 0:
+            phase_calls += 1
+            updates += int(totals[1])
+            busy = int(totals[0])
+            if progress is not None and phase_calls % _PROGRESS_EVERY == 0:
                 done = int(completed.sum())
                 progress(done - reported)
                 reported = done
+        calls += phase_calls
+        env_steps += phase_calls * n_actors
+        log.append(
+            (n_actors, int(np.unique(group).size), phase_calls, time.perf_counter() - t_phase)
+        )
         envs.close()
         phase += 1
     if progress is not None:
         progress(int(completed.sum()) - reported)
-    stats = TrainingStats(env_steps, updates, calls, phase, time.perf_counter() - t0)
-    return steps, stats
+    stats = TrainingStats(
+        env_steps, updates, calls, phase, time.perf_counter() - t0, build_s, tuple(log)
+    )
+    return steps, completed, stats
+
+
+def _should_rebuild(
+    completed: NDArray[np.int64],
+    steps: NDArray[np.int64],
+    n_episodes: int,
+    group: NDArray[np.int64],
+    n_mdps: int,
+    max_actors: int,
+) -> bool:
+    """Whether draining and a new phase are cheaper than finishing with the current actors."""
+    keep, drain = _keep_cost(completed, steps, n_episodes, group, n_mdps)
+    _, rebuild = _plan(completed, steps, n_episodes, n_mdps, max_actors)
+    return drain + rebuild < keep
 
 
 def _parallel_min() -> int:
@@ -564,8 +682,8 @@ def train_q_learning(
     env, mdps, envs, models = _prepare(env, mdps)
     n_index = int(models.n_indices.max())
     agent = _QAgent(len(mdps), n_index, models.n_actions, lr, gamma, epsilon)
-    steps, stats = _run(env, mdps, envs, agent, episodes, seq, max_actors, progress)
-    return QLearningResult(agent.q_values, np.array(models.n_indices), steps, stats, models)
+    steps, done, stats = _run(env, mdps, envs, agent, episodes, seq, max_actors, progress)
+    return QLearningResult(agent.q_values, np.array(models.n_indices), steps, done, stats, models)
 
 
 def train_a2c(
@@ -622,8 +740,9 @@ def train_a2c(
     agent = _A2CAgent(
         len(mdps), n_index, models.n_actions, float(lr), critic_lr, gamma, variant == "mc"
     )
-    steps, stats = _run(env, mdps, envs, agent, episodes, seq, max_actors, progress)
-    return A2CResult(agent.logits, agent.values, np.array(models.n_indices), steps, stats, models)
+    steps, done, stats = _run(env, mdps, envs, agent, episodes, seq, max_actors, progress)
+    n_indices = np.array(models.n_indices)
+    return A2CResult(agent.logits, agent.values, n_indices, steps, done, stats, models)
 
 
 # -------------------------------------------------------------------------- whole runs
@@ -686,6 +805,7 @@ def make_teachers(
     a2c_variant: str = "mc",
     max_actors: int = DEFAULT_MAX_ACTORS,
     chunk_size: int | None = None,
+    keep_q_values: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> TeachRun:
     """One teacher per MDP (the ``teach`` command), with the exact returns.
@@ -709,6 +829,8 @@ def make_teachers(
         a2c_variant: ``"mc"`` or ``"td"``.
         max_actors: see :func:`train_q_learning`.
         chunk_size: MDPs per chunk (default: automatic).
+        keep_q_values: keep the ``[B, N, A]`` Q values in the teachers (False saves memory for
+            large action sets; ``values`` are kept).
         progress: called with newly completed work units (episodes for trained kinds, MDPs
             for planned ones).
 
@@ -811,8 +933,10 @@ def make_teachers(
                 progress(len(ids))
         if noise > 0.0:
             teachers = noisy_teachers(teachers, float(noise), int(seed), first_mdp=start)
-        parts.append(teachers)
         returns.append(_exact_returns(models, teachers))
+        if not keep_q_values:
+            teachers = teachers.replace(q_values=None)
+        parts.append(teachers)
         if stats is not None:
             total = stats if total is None else TrainingStats(
                 total.env_steps + stats.env_steps,
@@ -820,6 +944,8 @@ def make_teachers(
                 total.step_calls + stats.step_calls,
                 total.phases + stats.phases,
                 total.seconds + stats.seconds,
+                total.build_seconds + stats.build_seconds,
+                total.phase_log + stats.phase_log,
             )  # fmt: skip
     all_teachers = parts[0] if len(parts) == 1 else Teachers.concatenate(parts)
     teacher_return, optimal_return, uniform_return = (
@@ -899,6 +1025,8 @@ def bench_q_learning(
         "trainer_env_steps": result.stats.env_steps,
         "trainer_step_calls": result.stats.step_calls,
         "trainer_phases": result.stats.phases,
+        "trainer_build_seconds": result.stats.build_seconds,
+        "trainer_phase_log": [list(entry) for entry in result.stats.phase_log],
         "trainer_updates_per_s": trainer_rate,
         "trainer_env_steps_per_s": result.stats.env_steps / trainer_s,
         "reference_seconds": reference_s,

@@ -746,10 +746,12 @@ def noisy_teachers(teachers: Teachers, fraction: float, seed: int, first_mdp: in
         rng = np.random.default_rng(
             np.random.SeedSequence(int(seed), spawn_key=(NOISE_STREAM, int(first_mdp) + i))
         )
-        p = teachers.probs[i]
+        n_i = int(teachers.n_indices[i])  # draws depend on the MDP's own table only
+        p = teachers.probs[i, :n_i]
         best = p >= p.max(axis=-1, keepdims=True)
-        keys = rng.random((n, a))
-        greedy = np.argmax(np.where(best, keys, -1.0), axis=-1)
+        keys = rng.random((n_i, a))
+        greedy = np.zeros(n, dtype=np.int64)
+        greedy[:n_i] = np.argmax(np.where(best, keys, -1.0), axis=-1)
         acting = np.flatnonzero(teachers.acting[i])
         k = math.floor(fraction * acting.size + 0.5)
         flip = np.sort(rng.choice(acting, size=k, replace=False))
