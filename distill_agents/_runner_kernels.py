@@ -1,0 +1,353 @@
+"""Compiled (numba) kernels of the batched student runner (:mod:`distill_agents.runner`).
+
+:func:`advance` is called once per vector-env ``step`` (and once after ``reset``): for every
+sub-env it records the transition in the sub-env's episode buffer, applies the method's
+episode update (:func:`distill_agents.updates.episode_update_kernel`, the kernel the single-env
+:func:`~distill_agents.distill` uses) to the sub-env's MDP when the episode has ended, takes an
+evaluation snapshot of the student's logits at the iterations asked for, and draws the next
+action of the control policy (:func:`~distill_agents.updates.sample_control_action`) from the
+MDP's own stream of uniforms.
+
+:func:`fill_env_uniforms` writes each sub-env's column of the vector env's block of uniforms
+from its MDP's own stream (see :class:`distill_agents.runner.PerMDPUniforms`).
+
+:func:`reference_loop` is the plain compiled loop the benchmark compares against: one function
+that samples every MDP's episodes straight from the vector env's outcome tables (the same
+records its step kernel reads) and applies the same update kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from distill_agents.updates import episode_update_kernel, sample_control_action
+
+__all__ = [
+    "ACT_PTR",
+    "DONE",
+    "ENV_USED",
+    "EP_LEN",
+    "MDP",
+    "N_MDP_FIELDS",
+    "N_SUB_FIELDS",
+    "RESETTING",
+    "RUNNING",
+    "STATUS",
+    "STEPS",
+    "STOPPED",
+    "advance",
+    "fill_env_uniforms",
+    "reference_loop",
+]
+
+# Columns of the per-sub-env int64 state ``sub [Bp, N_SUB_FIELDS]``.
+MDP = 0  #: chunk-local index of the MDP the sub-env runs
+STATUS = 1  #: RUNNING, RESETTING or STOPPED
+EP_LEN = 2  #: steps of the current episode so far
+N_SUB_FIELDS = 3
+
+#: The env stepped the sub-env with ``actions[j]`` in this call.
+RUNNING = 0
+#: The sub-env's episode ended in the previous call: this call (re)set it (autoreset or reset).
+RESETTING = 1
+#: The sub-env is not used any more in this vector env (its MDP finished, or waits for the
+#: next vector env); the env keeps stepping it and the runner ignores it.
+STOPPED = 2
+
+# Columns of the per-MDP int64 state ``mdp_state [b, N_MDP_FIELDS]``.
+DONE = 0  #: training episodes (iterations) completed
+ENV_USED = 1  #: uniforms of the MDP's environment stream consumed so far
+ACT_PTR = 2  #: next unused entry of the MDP's row of action uniforms
+STEPS = 3  #: environment steps taken (resets not counted)
+N_MDP_FIELDS = 4
+
+_FILL = 0.5  # uniform handed to stopped sub-envs (never read by the runner)
+
+
+@njit(cache=True)
+def advance(
+    obs: NDArray[np.int64],
+    rewards: NDArray[np.float64],
+    terminations: NDArray[np.bool_],
+    truncations: NDArray[np.bool_],
+    actions: NDArray[np.int64],
+    sub: NDArray[np.int64],
+    ep_obs: NDArray[np.int64],
+    ep_act: NDArray[np.int64],
+    ep_rew: NDArray[np.float64],
+    mdp_state: NDArray[np.int64],
+    act_buf: NDArray[np.float64],
+    drain: bool,
+    n_iter: int,
+    eval_index: NDArray[np.int64],
+    beta_table: NDArray[np.float64],
+    control: int,
+    teacher_probs: NDArray[np.float64],
+    teacher_logp: NDArray[np.float64],
+    teacher_values: NDArray[np.float64],
+    teacher_weights: NDArray[np.float64],
+    logits: NDArray[np.float64],
+    critic: NDArray[np.float64],
+    coef: NDArray[np.float64],
+    codes: NDArray[np.int64],
+    lr: float,
+    gamma: float,
+    slot: NDArray[np.int64],
+    prob_buf: NDArray[np.float64],
+    grad_buf: NDArray[np.float64],
+    lse_buf: NDArray[np.float64],
+    snapshots: NDArray[np.float64],
+    pending: NDArray[np.int64],
+    n_pending: int,
+) -> tuple[int, int, int, int]:  # pragma: no cover - compiled; tested through the runner
+    """Process one ``step`` (or ``reset``) result of the vector env and pick the next actions.
+
+    Args:
+        obs: ``[Bp]`` table-index observations returned by the env.
+        rewards: ``[Bp]``.
+        terminations: ``[Bp]``.
+        truncations: ``[Bp]``.
+        actions: ``[Bp]`` in: the actions the env was stepped with; out: the next actions
+            (0 for stopped and resetting sub-envs, whose action the env ignores).
+        sub: ``[Bp, N_SUB_FIELDS]`` per-sub-env state (see the module constants).
+        ep_obs: ``[Bp, T + 1]`` observations of the current episode.
+        ep_act: ``[Bp, T]`` actions of the current episode.
+        ep_rew: ``[Bp, T]`` rewards of the current episode.
+        mdp_state: ``[b, N_MDP_FIELDS]`` per-MDP state.
+        act_buf: ``[b, L]`` each MDP's next action uniforms (from ``ACT_PTR`` on).
+        drain: start no new episodes (sub-envs whose episode ends are stopped).
+        n_iter: training episodes per MDP.
+        eval_index: ``[n_iter + 1]`` evaluation point reached after that many episodes, or -1.
+        beta_table: ``[n_iter]`` teacher weight of the mixture control per iteration.
+        control: control policy code (:data:`distill_agents.methods.CONTROLS`).
+        teacher_probs: ``[b, N, A]``.
+        teacher_logp: ``[b, N, A]`` floored log-probabilities.
+        teacher_values: ``[b, N]``.
+        teacher_weights: ``[N]``.
+        logits: ``[b, N, A]`` student logits, updated in place.
+        critic: ``[b, N]`` student critics, updated in place.
+        coef: method coefficients.
+        codes: method codes.
+        lr: learning rate.
+        gamma: discount.
+        slot: update workspace (:func:`distill_agents.updates.make_workspace`).
+        prob_buf: update workspace.
+        grad_buf: update workspace.
+        lse_buf: update workspace.
+        snapshots: ``[P, N, A]`` snapshot slots; entries ``n_pending..`` are free.
+        pending: ``[P, 2]`` (MDP, evaluation point) of each taken snapshot.
+        n_pending: snapshots taken so far (the caller guarantees ``n_pending + Bp <= P``).
+
+    Returns:
+        ``(running, refills, episodes, n_pending)``: sub-envs still in use, MDPs whose action
+        uniforms are used up (the caller refills them), episodes completed in this call, and
+        the new number of snapshots.
+    """
+    n_sub = obs.shape[0]
+    buf_len = act_buf.shape[1]
+    running = 0
+    refills = 0
+    episodes = 0
+    for j in range(n_sub):
+        status = sub[j, STATUS]
+        if status == STOPPED:
+            actions[j] = 0
+            continue
+        m = sub[j, MDP]
+        mdp_state[m, ENV_USED] += 1
+        if status == RESETTING:
+            sub[j, EP_LEN] = 0
+            ep_obs[j, 0] = obs[j]
+            sub[j, STATUS] = RUNNING
+        else:
+            t = sub[j, EP_LEN]
+            ep_act[j, t] = actions[j]
+            ep_rew[j, t] = rewards[j]
+            ep_obs[j, t + 1] = obs[j]
+            t += 1
+            sub[j, EP_LEN] = t
+            mdp_state[m, STEPS] += 1
+            term = terminations[j]
+            if term or truncations[j]:
+                episode_update_kernel(
+                    ep_obs[j, : t + 1],
+                    ep_obs[j, : t + 1],
+                    ep_act[j, :t],
+                    ep_rew[j, :t],
+                    term,
+                    teacher_probs[m],
+                    teacher_logp[m],
+                    teacher_values[m],
+                    teacher_weights,
+                    logits[m],
+                    critic[m],
+                    coef,
+                    codes,
+                    lr,
+                    gamma,
+                    slot,
+                    prob_buf,
+                    grad_buf,
+                    lse_buf,
+                )
+                episodes += 1
+                done = mdp_state[m, DONE] + 1
+                mdp_state[m, DONE] = done
+                e = eval_index[done]
+                if e >= 0:
+                    snapshots[n_pending] = logits[m]
+                    pending[n_pending, 0] = m
+                    pending[n_pending, 1] = e
+                    n_pending += 1
+                actions[j] = 0
+                if done >= n_iter or drain:
+                    sub[j, STATUS] = STOPPED
+                else:
+                    sub[j, STATUS] = RESETTING
+                    running += 1
+                continue
+        running += 1
+        o = obs[j]
+        ptr = mdp_state[m, ACT_PTR]
+        u = act_buf[m, ptr]
+        ptr += 1
+        mdp_state[m, ACT_PTR] = ptr
+        if ptr == buf_len:
+            refills += 1
+        beta = beta_table[mdp_state[m, DONE]]
+        actions[j] = sample_control_action(control, beta, teacher_probs[m, o], logits[m, o], u)
+    return running, refills, episodes, n_pending
+
+
+@njit(cache=True)
+def fill_env_uniforms(
+    out: NDArray[np.float64],
+    sub: NDArray[np.int64],
+    mdp_state: NDArray[np.int64],
+    env_buf: NDArray[np.float64],
+    env_base: NDArray[np.int64],
+) -> None:  # pragma: no cover - compiled
+    """Fill the vector env's ``[R, Bp]`` block: column ``j`` from its MDP's own stream.
+
+    Sub-env ``j`` running MDP ``m`` gets the uniforms ``ENV_USED[m], ENV_USED[m] + 1, ...`` of
+    ``m``'s stream (``env_buf[m]`` holds the stream from index ``env_base[m]`` on; the caller
+    makes sure ``R`` of them are there); stopped sub-envs get a constant.
+    """
+    n_rows = out.shape[0]
+    for j in range(out.shape[1]):
+        if sub[j, STATUS] == STOPPED:
+            for r in range(n_rows):
+                out[r, j] = _FILL
+            continue
+        m = sub[j, MDP]
+        offset = mdp_state[m, ENV_USED] - env_base[m]
+        for r in range(n_rows):
+            out[r, j] = env_buf[m, offset + r]
+
+
+@njit(inline="always")
+def _next_uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - compiled
+    """SplitMix64: the next uniform in [0, 1) of the stream ``state[0]`` (advanced)."""
+    z = state[0] + np.uint64(0x9E3779B97F4A7C15)
+    state[0] = z
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def reference_loop(
+    outcomes: NDArray,
+    action_rows: NDArray[np.int64],
+    terminal: NDArray[np.bool_],
+    initial_cum: NDArray[np.float64],
+    key_of_state: NDArray[np.int64],
+    seeds: NDArray[np.uint64],
+    n_iter: int,
+    max_steps: int,
+    control: int,
+    beta: float,
+    teacher_probs: NDArray[np.float64],
+    teacher_logp: NDArray[np.float64],
+    teacher_values: NDArray[np.float64],
+    teacher_weights: NDArray[np.float64],
+    logits: NDArray[np.float64],
+    critic: NDArray[np.float64],
+    coef: NDArray[np.float64],
+    codes: NDArray[np.int64],
+    lr: float,
+    gamma: float,
+    steps: NDArray[np.int64],
+) -> None:  # pragma: no cover - compiled; the benchmark's yardstick
+    """The plain compiled loop: every MDP's episodes straight from the outcome tables.
+
+    Per MDP, ``n_iter`` times: draw a start state from ``initial_cum``, then step the outcome
+    records (:mod:`gridworld_env._kernels` layout: outcomes sorted, cumulative ``cum``, the
+    first record with ``cum > u`` is taken) with actions of the control policy until a terminal
+    state or ``max_steps``, then :func:`episode_update_kernel`. Uniforms come from a SplitMix64
+    stream per MDP seeded by ``seeds``. ``steps[m]`` counts the environment steps.
+    """
+    n_mdps = outcomes.shape[0]
+    n_obs, n_actions = logits.shape[1], logits.shape[2]
+    slot = np.full(n_obs, -1, dtype=np.int64)
+    rows = min(n_obs, max_steps + 1)
+    prob_buf = np.empty((rows, n_actions))
+    grad_buf = np.empty((rows, n_actions))
+    lse_buf = np.empty(rows)
+    ep_obs = np.empty(max_steps + 1, dtype=np.int64)
+    ep_act = np.empty(max_steps, dtype=np.int64)
+    ep_rew = np.empty(max_steps)
+    state = np.empty(1, dtype=np.uint64)
+    for m in range(n_mdps):
+        state[0] = seeds[m]
+        total = 0
+        for _ in range(n_iter):
+            s = np.searchsorted(initial_cum[m], _next_uniform(state), side="right")
+            ep_obs[0] = key_of_state[m, s]
+            t = 0
+            term = False
+            while t < max_steps:
+                o = ep_obs[t]
+                a = sample_control_action(
+                    control, beta, teacher_probs[m, o], logits[m, o], _next_uniform(state)
+                )
+                u = _next_uniform(state)
+                recs = outcomes[m, s, action_rows[a]]
+                k = 0
+                while u >= recs[k]["cum"]:
+                    k += 1
+                s = np.int64(recs[k]["state"])
+                key = recs[k]["obs_key"]
+                ep_act[t] = a
+                ep_rew[t] = recs[k]["reward"]
+                ep_obs[t + 1] = key if key >= 0 else o
+                t += 1
+                if terminal[m, s]:
+                    term = True
+                    break
+            total += t
+            episode_update_kernel(
+                ep_obs[: t + 1],
+                ep_obs[: t + 1],
+                ep_act[:t],
+                ep_rew[:t],
+                term,
+                teacher_probs[m],
+                teacher_logp[m],
+                teacher_values[m],
+                teacher_weights,
+                logits[m],
+                critic[m],
+                coef,
+                codes,
+                lr,
+                gamma,
+                slot,
+                prob_buf,
+                grad_buf,
+                lse_buf,
+            )
+        steps[m] = total

@@ -1,0 +1,998 @@
+"""The batched runner: one distillation method on many MDPs through the vector env (SPEC 4).
+
+:func:`run_distillation` trains one tabular student per MDP of a
+:class:`~distill_agents.teachers.Teachers` (``B = teachers.n_mdps``) with one method of
+:mod:`distill_agents.methods`, through the native vector env's ``reset``/``step``
+(:mod:`gridworld_env.vector`, table-index observations matching the teachers' tables), and
+evaluates every student *exactly* on its MDP's model at iterations ``0, k, 2k, ..., iterations``.
+The per-episode update is :func:`distill_agents.updates.episode_update_kernel`, the kernel of the
+single-env :func:`~distill_agents.distill`; actions are drawn by the same
+:func:`~distill_agents.updates.sample_control_action`.
+
+Iterations
+    One iteration of MDP ``m`` = one full episode of the control policy on ``m``, then the
+    update of ``m``'s student. Sub-envs run asynchronously under Gymnasium's next-step
+    autoreset: each keeps its own episode buffer and its MDP is updated when its episode ends
+    (:mod:`distill_agents._runner_kernels`).
+
+Randomness: one stream per MDP, so results do not depend on how MDPs are batched
+    MDP ``g`` (its index among all MDPs: ``first_mdp + i`` for the teachers' ``i``) has the
+    seed :func:`mdp_seed` ``(seed, g)`` and from it, exactly as
+    ``distill(env_g, teacher_g, method, seed=mdp_seed(seed, g))`` does
+    (:func:`distill_agents.distill.seed_streams`), an environment seed and an action
+    generator. The action generator gives one uniform per step, turned into the control
+    policy's action by inverse CDF. The environment stream (Gymnasium's
+    ``np_random(env_seed)``) gives one uniform per reset and per step: the vector env draws
+    its uniforms in blocks of ``[R, Bp]`` with one ``np_random.random(out=...)`` call, sub-env
+    ``j`` reading only column ``j`` (documented in :mod:`gridworld_env.vector`), so the runner
+    installs a :class:`PerMDPUniforms` generator that fills column ``j`` from the stream of the
+    MDP sub-env ``j`` runs, starting at the first uniform that MDP has not consumed yet.
+    Consequently each MDP's learning is a function of ``(seed, g)``, its teacher and its
+    model alone: identical, bit for bit, whatever ``chunk_size``, the order or number of
+    MDPs run together, the compaction schedule, or the number of threads. With deterministic
+    dynamics it is also exactly ``distill``'s learning on the single env with
+    ``seed=mdp_seed(seed, g)``; with stochastic dynamics the single env and the vector env
+    map a uniform to an outcome in different orders (model order versus outcomes sorted by
+    probability), so the two agree in distribution only (see ``tests/test_runner.py``).
+
+Finished MDPs, and compaction
+    An MDP that has completed ``iterations`` episodes stops learning; its sub-env keeps being
+    stepped (with action 0, results ignored) while others run. When at most half of a vector
+    env's sub-envs are still in use and the cost model (:data:`BUILD_COST`) says it pays off,
+    the runner *drains* (starts no new episodes, lets the running ones end) and continues with
+    a new vector env holding only the unfinished MDPs (built from their cached layouts); with
+    per-MDP streams this changes no result. Cost model decisions depend on counts only.
+
+Evaluation
+    When MDP ``m`` completes iteration ``e * k`` (or the last iteration) its logits are copied
+    to a snapshot slot; snapshots are evaluated in batches with :mod:`distill_agents.planning`
+    on the exact model: the student's policy over table indices is mapped to states through
+    ``state_to_index``, then ``return`` is the expected undiscounted return from the start
+    (``planning.expected_return``), and ``kl_student``/``kl_teacher``/``kl_uniform`` are the
+    expected per-episode sums of ``KL(pi || pi_theta)`` along trajectories of the student, the
+    teacher and the uniform policy (``planning.expected_kl``; Fig. 3's columns). The visits of
+    the teacher and of the uniform policy are computed once per MDP. The teacher's own values
+    (``return``; 0 for the KLs) are recorded too.
+
+Memory
+    MDPs are processed in chunks of consecutive MDPs, each with its own vector env; the chunk
+    size comes from :func:`gridworld_env.vector.chunk_size_for` with
+    :data:`CHUNK_BUDGET_BYTES` (per MDP: logits, floored teacher log-probabilities and two
+    snapshot slots, ``[N, A]`` float64 each, plus the env), so ``|A| = 4000`` runs in bounded
+    memory. Chunking changes no result (see above).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from numpy.typing import NDArray
+
+import gridworld_env
+from distill_agents import _runner_kernels as K
+from distill_agents import methods as M
+from distill_agents import planning
+from distill_agents.distill import seed_streams
+from distill_agents.policy import TabularPolicy
+from distill_agents.results import CurveRow, curve_rows
+from distill_agents.teachers import Teachers
+from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log, make_workspace
+from gridworld_env.vector import chunk_size_for
+
+del gridworld_env  # imported to register the environment ids
+
+__all__ = [
+    "CHUNK_BUDGET_BYTES",
+    "METRICS",
+    "STUDENT_STREAM",
+    "PerMDPUniforms",
+    "RunResult",
+    "bench_students",
+    "eval_iterations",
+    "mdp_seed",
+    "run_distillation",
+]
+
+#: The metrics :func:`run_distillation` can record (SPEC 4.1).
+METRICS = ("return", "kl_student", "kl_teacher", "kl_uniform")
+#: Default memory budget of one chunk of MDPs (bytes).
+CHUNK_BUDGET_BYTES = 4e9
+#: ``[N, A]`` float64 tables per MDP when sizing chunks: logits, floored teacher log-probs,
+#: two snapshot slots, and the evaluation's state policies.
+TABLES_PER_MDP = 6
+#: Bytes of ``[S, A]`` arrays one evaluation batch may use.
+EVAL_BUDGET_BYTES = 256e6
+#: Largest number of MDPs evaluated in one planning call.
+EVAL_MAX_BATCH = 256
+#: First ``spawn_key`` entry of the per-MDP seeds (:func:`mdp_seed`); distinct from the
+#: teachers' streams (0: training, 1: agent uniforms, 2: noise).
+STUDENT_STREAM = 3
+#: Action uniforms drawn per MDP at a time.
+ACTION_BUFFER = 1024
+#: Environment uniforms buffered per MDP.
+ENV_BUFFER = 2048
+#: Compaction is considered every this many ``step`` calls ...
+PLAN_EVERY = 256
+#: ... when at most this share of the sub-envs is still in use ...
+DRAIN_BELOW = 0.5
+#: ... and saves more sub-env steps than twice this cost per sub-env of the new vector env
+#: (building one 20x20 grid sub-env takes about as long as 40 000 sub-env steps).
+BUILD_COST = 40_000.0
+_GRID = "DistillGrid-v0"
+_SHARED_IDS = ("DistillChain-v0", "DistillOscillation-v0")
+
+
+# ------------------------------------------------------------------------------- seeding
+def mdp_seed(seed: int, mdp: int) -> int:
+    """The seed of MDP ``mdp`` in a run with ``seed``: ``distill(..., seed=mdp_seed(seed, g))``.
+
+    ``SeedSequence(seed, spawn_key=(STUDENT_STREAM, mdp))`` reduced to one 64-bit integer.
+    """
+    for name, value in (("seed", seed), ("mdp", mdp)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    sequence = np.random.SeedSequence(int(seed), spawn_key=(STUDENT_STREAM, int(mdp)))
+    return int(sequence.generate_state(1, np.uint64)[0])
+
+
+class PerMDPUniforms(np.random.Generator):
+    """A vector env's ``np_random`` whose block of uniforms comes from per-MDP streams.
+
+    The vector env draws its uniforms as ``np_random.random(out=block)`` with ``block`` of
+    shape ``[R, Bp]``; this generator hands the block to ``fill(block)`` (the runner writes
+    column ``j`` from the stream of sub-env ``j``'s MDP). Any other draw is refused: the
+    runner's reproducibility depends on this being the only one.
+    """
+
+    def __init__(self, n_sub: int, fill: Callable[[NDArray[np.float64]], None]) -> None:
+        super().__init__(np.random.PCG64(0))
+        self._n_sub = n_sub
+        self._fill = fill
+
+    def random(self, size: Any = None, dtype: Any = np.float64, out: Any = None) -> Any:
+        """Fill ``out`` (``[R, Bp]`` float64) from the per-MDP streams."""
+        if (
+            size is not None
+            or out is None
+            or not isinstance(out, np.ndarray)
+            or out.ndim != 2
+            or out.shape[1] != self._n_sub
+            or out.dtype != np.float64
+        ):
+            raise RuntimeError(
+                "PerMDPUniforms only serves the vector env's blocks random(out=[R, B]); the "
+                "vector env drew its randomness in another way (the runner cannot keep per-MDP "
+                "streams)"
+            )
+        self._fill(out)
+        return out
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("PerMDPUniforms only serves random(out=...) blocks")
+
+    integers = choice = uniform = normal = standard_normal = _refuse
+
+
+def eval_iterations(iterations: int, eval_every: int) -> NDArray[np.int64]:
+    """The evaluation points ``0, k, 2k, ..., iterations`` (the last one always included)."""
+    points = list(range(0, iterations + 1, eval_every))
+    if points[-1] != iterations:
+        points.append(iterations)
+    return np.array(points, dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------- results
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """What :func:`run_distillation` returns (per-MDP arrays; see :meth:`to_rows`).
+
+    Attributes:
+        method: the method id.
+        control: the control policy used.
+        iterations: training episodes per MDP.
+        eval_every: ``k``.
+        eval_iterations: ``[E]`` iterations of the evaluation points.
+        metrics: metric name -> ``[B, E]`` per-MDP values of the student.
+        teacher_metrics: metric name -> ``[B]`` the teacher's own value (``return``; 0 for KLs).
+        env_steps: ``[B]`` environment steps each MDP's episodes took (resets not counted).
+        mdp_indices: ``[B]`` global MDP indices (``first_mdp + i``).
+        layout_seeds: ``[B]`` layout seed of each MDP (-1: none).
+        settings: JSON record of the run's settings.
+        wall_seconds: wall time.
+        step_calls: vector-env ``step`` calls.
+        env_builds: vector envs built (1 per chunk, plus compactions).
+        logits: ``[B, N, A]`` final student logits (only with ``keep_students=True``).
+        critic: ``[B, N]`` final critics (only with ``keep_students=True``).
+        n_indices: ``[B]`` table indices per MDP.
+    """
+
+    method: str
+    control: str
+    iterations: int
+    eval_every: int
+    eval_iterations: NDArray[np.int64]
+    metrics: Mapping[str, NDArray[np.float64]]
+    teacher_metrics: Mapping[str, NDArray[np.float64]]
+    env_steps: NDArray[np.int64]
+    mdp_indices: NDArray[np.int64]
+    layout_seeds: NDArray[np.int64]
+    n_indices: NDArray[np.int64]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    step_calls: int = 0
+    env_builds: int = 0
+    logits: NDArray[np.float64] | None = None
+    critic: NDArray[np.float64] | None = None
+
+    @property
+    def n_mdps(self) -> int:
+        """Number of MDPs ``B``."""
+        return int(self.mdp_indices.shape[0])
+
+    def student(self, i: int) -> TabularPolicy:
+        """MDP ``i``'s final student over its ``n_indices[i]`` table indices.
+
+        Raises:
+            ValueError: the run did not keep the students (``keep_students=False``).
+        """
+        if self.logits is None or self.critic is None:
+            raise ValueError("the run did not keep the students: pass keep_students=True")
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.n_mdps:
+            raise ValueError(f"i must be an MDP index in [0, {self.n_mdps}), got {i!r}")
+        n = int(self.n_indices[i])
+        values = self.critic[i, :n] if self.settings.get("critic") != "none" else None
+        return TabularPolicy(self.logits[i, :n], values)
+
+    def to_rows(
+        self,
+        figure: str,
+        panel: str,
+        method: str | None = None,
+        include_teacher: bool = True,
+        level: float = 0.95,
+    ) -> list[CurveRow]:
+        """Long-format rows: mean and 95% t-interval across MDPs per iteration and metric.
+
+        Args:
+            figure: the ``figure`` column.
+            panel: the ``panel`` column.
+            method: the ``method`` column (default: the method id).
+            include_teacher: also emit the teacher's rows (method ``"teacher"``, the same value
+                at every evaluation point); pass False for all but one run sharing a teacher.
+            level: confidence level.
+
+        Returns:
+            Rows ordered by metric, then (student, teacher), then iteration.
+        """
+        label = self.method if method is None else method
+        rows: list[CurveRow] = []
+        for name, values in self.metrics.items():
+            rows += curve_rows(figure, panel, label, name, self.eval_iterations, values, level)
+            if include_teacher:
+                teacher = np.repeat(
+                    self.teacher_metrics[name][:, None], len(self.eval_iterations), 1
+                )
+                rows += curve_rows(
+                    figure, panel, "teacher", name, self.eval_iterations, teacher, level
+                )
+        return rows
+
+    @classmethod
+    def concatenate(cls, parts: Iterable[RunResult]) -> RunResult:
+        """Join the results of runs on disjoint sets of MDPs with the same settings.
+
+        The per-MDP streams make ``run(teachers[a:b], first_mdp=a)`` for consecutive pieces,
+        joined, equal to one run over all MDPs.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ValueError("parts must hold at least one RunResult")
+        first = parts[0]
+
+        def same(p: RunResult) -> bool:
+            keys = set(first.settings) - {"first_mdp", "n_mdps", "chunk_size"}
+            return (
+                p.method == first.method
+                and p.control == first.control
+                and p.iterations == first.iterations
+                and np.array_equal(p.eval_iterations, first.eval_iterations)
+                and set(p.metrics) == set(first.metrics)
+                and all(p.settings.get(k) == first.settings.get(k) for k in keys)
+            )
+
+        for i, p in enumerate(parts[1:], start=1):
+            if not same(p):
+                raise ValueError(f"parts[{i}] has other settings than parts[0]; cannot join them")
+        keep = all(p.logits is not None for p in parts)
+        n = max(p.logits.shape[1] for p in parts) if keep else 0  # type: ignore[union-attr]
+
+        def pad(array: NDArray) -> NDArray:
+            width = [(0, 0)] * array.ndim
+            width[1] = (0, n - array.shape[1])
+            return np.pad(array, width)
+
+        settings = dict(first.settings)
+        settings["n_mdps"] = int(sum(p.n_mdps for p in parts))
+        return cls(
+            method=first.method,
+            control=first.control,
+            iterations=first.iterations,
+            eval_every=first.eval_every,
+            eval_iterations=first.eval_iterations,
+            metrics={k: np.concatenate([p.metrics[k] for p in parts]) for k in first.metrics},
+            teacher_metrics={
+                k: np.concatenate([p.teacher_metrics[k] for p in parts])
+                for k in first.teacher_metrics
+            },
+            env_steps=np.concatenate([p.env_steps for p in parts]),
+            mdp_indices=np.concatenate([p.mdp_indices for p in parts]),
+            layout_seeds=np.concatenate([p.layout_seeds for p in parts]),
+            n_indices=np.concatenate([p.n_indices for p in parts]),
+            settings=settings,
+            wall_seconds=float(sum(p.wall_seconds for p in parts)),
+            step_calls=int(sum(p.step_calls for p in parts)),
+            env_builds=int(sum(p.env_builds for p in parts)),
+            logits=np.concatenate([pad(p.logits) for p in parts]) if keep else None,  # type: ignore[arg-type]
+            critic=np.concatenate([pad(p.critic) for p in parts]) if keep else None,  # type: ignore[arg-type]
+        )
+
+
+# ------------------------------------------------------------------------ environments
+class _EnvBuilder:
+    """Vector envs whose sub-envs are given MDPs of a :class:`Teachers` (table indices)."""
+
+    def __init__(self, teachers: Teachers, max_episode_steps: int | None, parallel: Any):
+        env_id = teachers.env_id
+        if env_id is None:
+            raise ValueError(
+                "teachers record no env_id: the runner needs teachers made for one of "
+                f"{(_GRID, *_SHARED_IDS)} (e.g. by distill-grid teach)"
+            )
+        if env_id not in (_GRID, *_SHARED_IDS):
+            raise ValueError(
+                f"teachers.env_id must be one of {(_GRID, *_SHARED_IDS)}, got {env_id!r}"
+            )
+        kwargs = dict(teachers.env_kwargs)
+        for key in ("num_envs", "layouts", "render_mode", "max_episode_steps", "parallel"):
+            if key in kwargs:
+                raise ValueError(f"teachers.env_kwargs must not set {key!r}")
+        self.env_id = env_id
+        self.layout_seeds = np.asarray(teachers.layout_seeds)
+        self.per_mdp_layouts = False
+        self._layouts: dict[int, list[str]] = {}
+        if env_id == _GRID:
+            observation = kwargs.get("observation", "full")
+            if observation not in ("full", "partial"):
+                raise ValueError(
+                    f"teachers.env_kwargs['observation'] must be 'full' or 'partial', got "
+                    f"{observation!r}"
+                )
+            kwargs["observation"] = "index" if observation == "full" else "partial_index"
+            if "layout_seed" in kwargs and "layout" not in kwargs:
+                single_kwargs = dict(teachers.env_kwargs)
+                single = gym.make(env_id, **single_kwargs).unwrapped
+                kwargs.pop("layout_seed")
+                kwargs["layout"] = list(single.layout)  # type: ignore[attr-defined]
+            elif "layout" not in kwargs:
+                if (self.layout_seeds < 0).any():
+                    raise ValueError(
+                        "teachers record no layout seed for some MDPs and no shared layout: "
+                        "cannot rebuild their environments"
+                    )
+                self.per_mdp_layouts = True
+        else:
+            if "observation" in kwargs:
+                raise ValueError(f"teachers.env_kwargs of {env_id} must not set 'observation'")
+            kwargs["observation"] = "index"
+        if max_episode_steps is not None:
+            kwargs["max_episode_steps"] = max_episode_steps
+        kwargs["parallel"] = parallel
+        self.kwargs = kwargs
+
+    def make(self, mdps: Sequence[int] | NDArray[np.int64]) -> Any:
+        """A vector env whose sub-env ``j`` is the teachers' MDP ``mdps[j]``."""
+        mdps = [int(m) for m in mdps]
+        kwargs = dict(self.kwargs)
+        if self.per_mdp_layouts:
+            seeds = self.layout_seeds[mdps]
+            consecutive = bool(np.all(np.diff(seeds) == 1))
+            if consecutive and not all(m in self._layouts for m in mdps):
+                kwargs["layout_seed"] = int(seeds[0])
+            else:
+                for m in mdps:
+                    if m not in self._layouts:
+                        single_kwargs = dict(
+                            kwargs, observation="full", layout_seed=int(self.layout_seeds[m])
+                        )
+                        single_kwargs.pop("parallel")
+                        single_kwargs.pop("max_episode_steps", None)
+                        single = gym.make(self.env_id, **single_kwargs).unwrapped
+                        self._layouts[m] = list(single.layout)  # type: ignore[attr-defined]
+                kwargs["layouts"] = [self._layouts[m] for m in mdps]
+        envs = gym.make_vec(
+            self.env_id, num_envs=len(mdps), vectorization_mode="vector_entry_point", **kwargs
+        )
+        if self.per_mdp_layouts and "layout_seed" in kwargs:
+            for m, layout in zip(mdps, envs.layouts, strict=True):  # type: ignore[attr-defined]
+                self._layouts[m] = list(layout)
+        return envs
+
+
+# --------------------------------------------------------------------------- evaluation
+def _softmax(logits: NDArray[np.float64]) -> NDArray[np.float64]:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    out: NDArray[np.float64] = z / z.sum(axis=-1, keepdims=True)
+    return out
+
+
+def _weighted_sum(visits: NDArray[np.float64], cost: NDArray[np.float64]) -> NDArray[np.float64]:
+    # As planning: unvisited states contribute 0 whatever their cost.
+    with np.errstate(invalid="ignore"):
+        out: NDArray[np.float64] = np.where(visits > 0.0, visits * cost, 0.0).sum(axis=-1)
+    return out
+
+
+class _Evaluator:
+    """Exact metrics of students (and teachers) on the models of one chunk of MDPs."""
+
+    def __init__(
+        self,
+        models: Any,
+        teacher_probs: NDArray[np.float64],
+        metrics: Sequence[str],
+    ) -> None:
+        b = models.n_envs
+        self.mdps = [models.mdp(i) for i in range(b)]
+        self.state_to_index = np.asarray(models.state_to_index)
+        self.terminal = np.asarray(models.terminal)
+        self.action_rows = np.asarray(models.action_rows)
+        self.row_rewards = (np.asarray(models.next_probs) * np.asarray(models.next_rewards)).sum(-1)
+        self.teacher_probs = teacher_probs
+        self.metrics = tuple(metrics)
+        n_states, n_actions = models.n_states, models.n_actions
+        per_policy = 8.0 * n_states * n_actions
+        self.batch = int(max(1, min(EVAL_MAX_BATCH, EVAL_BUDGET_BYTES // (6 * per_policy))))
+        self.visits: dict[str, NDArray[np.float64]] = {}
+        if "kl_teacher" in self.metrics:
+            self.visits["teacher"] = self._fixed_visits(lambda idx: self._teacher_policy(idx))
+        if "kl_uniform" in self.metrics:
+            uniform = 1.0 / n_actions
+            self.visits["uniform"] = self._fixed_visits(
+                lambda idx: np.full((len(idx), n_states, n_actions), uniform)
+            )
+
+    def _batches(self, n: int) -> Iterable[slice]:
+        for lo in range(0, n, self.batch):
+            yield slice(lo, min(n, lo + self.batch))
+
+    def _teacher_policy(self, idx: NDArray[np.int64]) -> NDArray[np.float64]:
+        return planning.observation_policy_to_state_policy(
+            self.teacher_probs[idx], self.state_to_index[idx]
+        )
+
+    def _fixed_visits(
+        self, policy: Callable[[NDArray[np.int64]], NDArray[np.float64]]
+    ) -> NDArray[np.float64]:
+        """Visits of a policy that does not change during training; NaN rows where undefined."""
+        b = len(self.mdps)
+        out = np.empty((b, self.state_to_index.shape[1]))
+        for sl in self._batches(b):
+            idx = np.arange(sl.start, sl.stop)
+            out[sl] = self._visits_or_nan(idx, policy(idx))
+        return out
+
+    def _visits_or_nan(self, idx: NDArray[np.int64], policy: NDArray[np.float64]) -> NDArray:
+        mdps = [self.mdps[i] for i in idx]
+        try:
+            return np.asarray(planning.expected_visits(mdps, policy))
+        except ValueError:
+            out = np.empty((len(idx), policy.shape[1]))
+            for r, i in enumerate(idx):
+                try:
+                    out[r] = planning.expected_visits(self.mdps[i], policy[r])
+                except ValueError:
+                    out[r] = np.nan
+            return out
+
+    def _policy_rewards(self, idx: NDArray[np.int64], policy: NDArray[np.float64]) -> NDArray:
+        """Expected immediate reward per state ``[n, S]`` (as ``planning.expected_return``)."""
+        n_rows = self.row_rewards.shape[-1]
+        rows = self.action_rows
+        if n_rows == rows.size and np.array_equal(rows, np.arange(n_rows)):
+            weights = policy.copy()
+        else:
+            weights = np.zeros((*policy.shape[:2], n_rows))
+            for row in range(n_rows):
+                weights[..., row] = policy[..., rows == row].sum(axis=-1)
+        weights[self.terminal[idx]] = 0.0
+        out: NDArray = (weights * self.row_rewards[idx]).sum(axis=-1)
+        return out
+
+    def students(
+        self, idx: NDArray[np.int64], logits: NDArray[np.float64]
+    ) -> dict[str, NDArray[np.float64]]:
+        """Metrics ``{name: [n]}`` of the students with ``logits [n, N, A]`` on MDPs ``idx``.
+
+        Raises:
+            ValueError: a student whose episodes do not end (no exact values).
+        """
+        out = {name: np.empty(len(idx)) for name in self.metrics}
+        for sl in self._batches(len(idx)):
+            part = idx[sl]
+            policy = planning.observation_policy_to_state_policy(
+                _softmax(logits[sl]), self.state_to_index[part]
+            )
+            need_visits = "return" in self.metrics or "kl_student" in self.metrics
+            visits = (
+                np.asarray(planning.expected_visits([self.mdps[i] for i in part], policy))
+                if need_visits
+                else None
+            )
+            if "return" in self.metrics:
+                assert visits is not None
+                out["return"][sl] = _weighted_sum(visits, self._policy_rewards(part, policy))
+            if any(name.startswith("kl_") for name in self.metrics):
+                kl = planning.policy_kl(self._teacher_policy(part), policy)
+                if "kl_student" in self.metrics:
+                    assert visits is not None
+                    out["kl_student"][sl] = _weighted_sum(visits, kl)
+                for name, key in (("kl_teacher", "teacher"), ("kl_uniform", "uniform")):
+                    if name in self.metrics:
+                        out[name][sl] = _weighted_sum(self.visits[key][part], kl)
+                        out[name][sl][np.isnan(self.visits[key][part]).any(axis=-1)] = np.nan
+        return out
+
+    def teachers(self) -> dict[str, NDArray[np.float64]]:
+        """The teachers' own metrics ``{name: [b]}``: their return (NaN if undefined), 0 KLs."""
+        b = len(self.mdps)
+        out = {name: np.zeros(b) for name in self.metrics}
+        if "return" in self.metrics:
+            for sl in self._batches(b):
+                idx = np.arange(sl.start, sl.stop)
+                policy = self._teacher_policy(idx)
+                visits = self._visits_or_nan(idx, policy)
+                out["return"][sl] = _weighted_sum(visits, self._policy_rewards(idx, policy))
+                out["return"][sl][np.isnan(visits).any(axis=-1)] = np.nan
+        return out
+
+
+# ------------------------------------------------------------------------------ running
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+@dataclass
+class _Run:
+    """Settings shared by every chunk of one :func:`run_distillation` call."""
+
+    teachers: Teachers
+    builder: _EnvBuilder
+    spec: M.MethodSpec
+    control: int
+    coef: NDArray[np.float64]
+    codes: NDArray[np.int64]
+    lr: float
+    gamma: float
+    seed: int
+    first_mdp: int
+    iterations: int
+    eval_index: NDArray[np.int64]
+    n_evals: int
+    beta_table: NDArray[np.float64]
+    metrics: tuple[str, ...]
+    floor: float
+    compact: bool
+    progress: Callable[[int], None] | None
+    step_calls: int = 0
+    env_builds: int = 0
+
+
+class _Chunk:
+    """Students of consecutive MDPs ``start .. start + b - 1`` of the teachers."""
+
+    def __init__(self, run: _Run, start: int, stop: int) -> None:
+        self.run = run
+        self.ids = np.arange(start, stop)
+        teachers = run.teachers
+        b = stop - start
+        self.b = b
+        self.probs = teachers.probs[start:stop]
+        self.logp = floored_log(self.probs, run.floor)
+        n_index = teachers.n_index
+        self.values = (
+            np.zeros((b, n_index))
+            if teachers.values is None
+            else np.ascontiguousarray(teachers.values[start:stop])
+        )
+        self.weights = np.ones(n_index)
+        self.logits = np.zeros((b, n_index, teachers.n_actions))
+        self.critic = np.zeros((b, n_index))
+        self.mdp_state = np.zeros((b, K.N_MDP_FIELDS), dtype=np.int64)
+        self.act_gens: list[np.random.Generator] = []
+        self.env_gens: list[np.random.Generator] = []
+        for i in self.ids:
+            env_seed, action_rng = seed_streams(mdp_seed(run.seed, run.first_mdp + int(i)))
+            self.act_gens.append(action_rng)
+            self.env_gens.append(seeding.np_random(env_seed)[0])
+        self.act_buf = np.empty((b, ACTION_BUFFER))
+        for m, gen in enumerate(self.act_gens):
+            gen.random(out=self.act_buf[m])
+        self.env_buf = np.empty((b, ENV_BUFFER))
+        for m, gen in enumerate(self.env_gens):
+            gen.random(out=self.env_buf[m])
+        self.env_base = np.zeros(b, dtype=np.int64)
+        self.metrics = {name: np.full((b, run.n_evals), np.nan) for name in run.metrics}
+        self.n_slots = 2 * b
+        self.snapshots = np.empty((self.n_slots, n_index, teachers.n_actions))
+        self.pending = np.zeros((self.n_slots, 2), dtype=np.int64)
+        self.n_pending = 0
+        self.sub = np.zeros((0, K.N_SUB_FIELDS), dtype=np.int64)
+
+    # -------------------------------------------------------------- streams
+    def _fill(self, block: NDArray[np.float64]) -> None:
+        """The vector env's block of uniforms (see :class:`PerMDPUniforms`)."""
+        rows = block.shape[0]
+        if rows > ENV_BUFFER:
+            raise RuntimeError(f"the vector env asked for {rows} rows of uniforms at once")
+        active = self.sub[self.sub[:, K.STATUS] != K.STOPPED, K.MDP]
+        used = self.mdp_state[active, K.ENV_USED]
+        low = active[used - self.env_base[active] + rows > ENV_BUFFER]
+        for m in low:
+            offset = int(self.mdp_state[m, K.ENV_USED] - self.env_base[m])
+            keep = ENV_BUFFER - offset
+            self.env_buf[m, :keep] = self.env_buf[m, offset:]
+            self.env_gens[m].random(out=self.env_buf[m, keep:])
+            self.env_base[m] += offset
+        K.fill_env_uniforms(block, self.sub, self.mdp_state, self.env_buf, self.env_base)
+
+    def _refill_actions(self) -> None:
+        for m in np.flatnonzero(self.mdp_state[:, K.ACT_PTR] >= ACTION_BUFFER):
+            self.act_gens[m].random(out=self.act_buf[m])
+            self.mdp_state[m, K.ACT_PTR] = 0
+
+    # -------------------------------------------------------------- evaluation
+    def _flush(self) -> None:
+        n = self.n_pending
+        if n == 0:
+            return
+        idx = self.pending[:n, 0].copy()
+        evals = self.pending[:n, 1]
+        values = self.evaluator.students(idx, self.snapshots[:n])
+        for name, vals in values.items():
+            self.metrics[name][idx, evals] = vals
+        self.n_pending = 0
+
+    # -------------------------------------------------------------- training
+    def run_chunk(self) -> None:
+        run = self.run
+        envs = run.builder.make(self.ids)
+        run.env_builds += 1
+        models = envs.models
+        expected = run.teachers.n_indices[self.ids]
+        bad = np.flatnonzero(np.asarray(models.n_indices) != expected)
+        if bad.size:
+            i = int(self.ids[bad[0]])
+            raise ValueError(
+                f"MDP {run.first_mdp + i}: its environment has {int(models.n_indices[bad[0]])} "
+                f"table indices but its teacher has {int(expected[bad[0]])}: the teachers do not "
+                "match their recorded environment (env_id, env_kwargs, layout_seeds)"
+            )
+        self.evaluator = _Evaluator(models, self.probs, run.metrics)
+        self.teacher_metrics = self.evaluator.teachers()
+        start_values = self.evaluator.students(np.arange(self.b), self.logits)
+        for name, vals in start_values.items():
+            self.metrics[name][:, 0] = vals
+        if run.iterations == 0:
+            return
+        live = np.arange(self.b)
+        while live.size:
+            self._phase(envs, live)
+            live = np.flatnonzero(self.mdp_state[:, K.DONE] < run.iterations)
+            if live.size:
+                envs = run.builder.make(self.ids[live])
+                run.env_builds += 1
+        self._flush()
+
+    def _phase(self, envs: Any, live: NDArray[np.int64]) -> None:
+        """Run the MDPs ``live`` on ``envs`` (one sub-env each) until all stop."""
+        run = self.run
+        n_sub = live.size
+        limit = envs.max_episode_steps
+        if limit is None:
+            raise ValueError("the runner needs a time limit: max_episode_steps must not be None")
+        sub = np.zeros((n_sub, K.N_SUB_FIELDS), dtype=np.int64)
+        sub[:, K.MDP] = live
+        sub[:, K.STATUS] = K.RESETTING
+        self.sub = sub
+        ep_obs = np.zeros((n_sub, limit + 1), dtype=np.int64)
+        ep_act = np.zeros((n_sub, limit), dtype=np.int64)
+        ep_rew = np.zeros((n_sub, limit))
+        work = make_workspace(self.logits.shape[1], self.logits.shape[2], limit)
+        envs.np_random = PerMDPUniforms(n_sub, self._fill)
+        obs, _ = envs.reset()
+        actions = np.zeros(n_sub, dtype=np.int64)
+        rewards = np.zeros(n_sub)
+        flags = np.zeros(n_sub, dtype=bool)
+        tables = (
+            self.probs, self.logp, self.values, self.weights, self.logits, self.critic,
+            run.coef, run.codes, run.lr, run.gamma, *work, self.snapshots, self.pending,
+        )  # fmt: skip
+        drain = False
+        calls = 0
+        terminations, truncations = flags, flags
+        while True:
+            running, refills, episodes, self.n_pending = K.advance(
+                obs, rewards, terminations, truncations, actions, sub, ep_obs, ep_act, ep_rew,
+                self.mdp_state, self.act_buf, drain, run.iterations, run.eval_index,
+                run.beta_table, run.control, *tables, self.n_pending,
+            )  # fmt: skip
+            if refills:
+                self._refill_actions()
+            if self.n_pending + n_sub > self.n_slots:
+                self._flush()
+            if episodes and run.progress is not None:
+                run.progress(episodes)
+            if running == 0:
+                break
+            calls += 1
+            if (
+                run.compact
+                and not drain
+                and calls % PLAN_EVERY == 0
+                and self._should_drain(running, n_sub)
+            ):
+                drain = True
+                sub[sub[:, K.STATUS] == K.RESETTING, K.STATUS] = K.STOPPED
+                if not (sub[:, K.STATUS] != K.STOPPED).any():
+                    break
+            obs, rewards, terminations, truncations, _ = envs.step(actions)
+        run.step_calls += calls
+        envs.close()
+
+    def _should_drain(self, running: int, n_sub: int) -> bool:
+        """The cost model: is a smaller vector env for the unfinished MDPs worth building?"""
+        if running > DRAIN_BELOW * n_sub:
+            return False
+        state = self.mdp_state
+        active = self.sub[self.sub[:, K.STATUS] != K.STOPPED, K.MDP]
+        done = state[active, K.DONE]
+        per_episode = (state[active, K.STEPS] + done) / np.maximum(done, 1)
+        remaining = float(((self.run.iterations - done) * per_episode).max())
+        return (n_sub - running) * remaining > 2.0 * BUILD_COST * running
+
+
+def run_distillation(
+    teachers: Teachers,
+    method: str,
+    *,
+    control: str | None = None,
+    iterations: int,
+    eval_every: int,
+    lr: float = 0.1,
+    gamma: float = 0.99,
+    critic: str | None = None,
+    seed: int = 0,
+    beta: float | M.BetaSchedule | Callable[[int], float] = 0.5,
+    metrics: Sequence[str] = ("return",),
+    distill_loss: str = "cross_entropy",
+    teacher_prob_floor: float = TEACHER_PROB_FLOOR,
+    chunk_size: int | None = None,
+    memory_budget: float = CHUNK_BUDGET_BYTES,
+    first_mdp: int = 0,
+    max_episode_steps: int | None = None,
+    keep_students: bool = False,
+    compact: bool = True,
+    parallel: bool | None = False,
+    progress: bool | Callable[[int], None] = False,
+) -> RunResult:
+    """Train one student per MDP of ``teachers`` with one method, evaluating exactly.
+
+    See the module docstring for iterations, seeding, finished MDPs and evaluation.
+
+    Args:
+        teachers: one teacher per MDP, with the env id and kwargs that rebuild the MDPs.
+        method: a method id (:data:`distill_agents.methods.METHOD_IDS`).
+        control: ``"teacher"``, ``"student"``, ``"uniform"``, ``"mixture"``, or ``None`` for the
+            method's own control.
+        iterations: training episodes per MDP (``>= 0``).
+        eval_every: ``k >= 1``: evaluate at iterations ``0, k, 2k, ..., iterations``.
+        lr: learning rate.
+        gamma: discount in [0, 1].
+        critic: ``None`` (the method's default), ``"none"``, ``"mc"`` or ``"td"``.
+        seed: seed of the run (MDP ``g`` uses :func:`mdp_seed` ``(seed, g)``).
+        beta: teacher weight of the ``mixture`` control (number, schedule or callable).
+        metrics: any of :data:`METRICS`.
+        distill_loss: ``"cross_entropy"`` or ``"information_potential"``.
+        teacher_prob_floor: floor of the teacher's probabilities inside ``log``.
+        chunk_size: MDPs per chunk (default from ``memory_budget``); does not change results.
+        memory_budget: bytes one chunk may use when ``chunk_size`` is ``None``.
+        first_mdp: global index of the teachers' first MDP (for the per-MDP seeds when a run
+            is split over processes or machines).
+        max_episode_steps: the vector env's time limit (default: the registered 1000).
+        keep_students: return the final logits and critics.
+        compact: allow compaction (rebuilding a smaller vector env for the unfinished MDPs).
+        parallel: the vector env's ``parallel`` flag (``None``: its automatic choice). Results
+            do not depend on it.
+        progress: ``True`` for a progress bar (tqdm, on stderr), or a callable receiving the
+            number of newly completed episodes.
+
+    Returns:
+        :class:`RunResult`.
+
+    Raises:
+        ValueError: bad arguments (method, control, critic, metrics, sizes), a method needing
+            teacher values the teachers lack, or teachers that do not match their environment.
+    """
+    t0 = time.perf_counter()
+    if not isinstance(teachers, Teachers):
+        raise ValueError(f"teachers must be a Teachers container, got {type(teachers).__name__}")
+    spec = M.parse_method(method)
+    control_name = spec.default_control if control is None else control
+    code = M.control_code(control_name)
+    mode = spec.critic_mode(critic)
+    coef, codes = spec.params(mode, distill_loss)
+    if spec.needs_teacher_values and teachers.values is None:
+        raise ValueError(
+            f"method {spec.id!r} needs the teacher's values V_pi, but these {teachers.kind} "
+            "teachers have none"
+        )
+    iterations = _check_int("iterations", iterations, 0)
+    eval_every = _check_int("eval_every", eval_every, 1)
+    seed = _check_int("seed", seed, 0)
+    first_mdp = _check_int("first_mdp", first_mdp, 0)
+    if max_episode_steps is not None:
+        max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, (int, float))
+        or not (math.isfinite(lr) and lr > 0)
+    ):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if not metrics or unknown or len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics must be distinct names from {METRICS}, got {metrics!r}")
+    floored_log(np.ones(1), teacher_prob_floor)  # validates the floor
+    schedule = M.as_beta_schedule(beta)
+    beta_table = np.zeros(max(iterations, 1))
+    if code == M.CONTROL_MIXTURE:
+        beta_table[:iterations] = [M.beta_at(schedule, i, iterations) for i in range(iterations)]
+    n_mdps = teachers.n_mdps
+    if chunk_size is None:
+        if isinstance(memory_budget, bool) or not memory_budget > 0:
+            raise ValueError(f"memory_budget must be a positive number, got {memory_budget!r}")
+        chunk_size = chunk_size_for(
+            teachers.n_actions,
+            float(memory_budget),
+            n_states=teachers.n_index,
+            tables_per_mdp=TABLES_PER_MDP,
+        )
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    builder = _EnvBuilder(teachers, max_episode_steps, parallel)
+    points = eval_iterations(iterations, eval_every)
+    eval_index = np.full(iterations + 1, -1, dtype=np.int64)
+    eval_index[points] = np.arange(points.size)
+
+    bar = None
+    callback: Callable[[int], None] | None = None
+    if progress is True:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_mdps * iterations, unit="episode", unit_scale=True, desc=spec.id)
+        callback = bar.update
+    elif callable(progress):
+        callback = progress
+    elif progress is not False:
+        raise ValueError(f"progress must be True, False or a callable, got {progress!r}")
+
+    run = _Run(
+        teachers=teachers, builder=builder, spec=spec, control=code, coef=coef, codes=codes,
+        lr=float(lr), gamma=float(gamma), seed=seed, first_mdp=first_mdp,
+        iterations=iterations, eval_index=eval_index, n_evals=int(points.size),
+        beta_table=beta_table, metrics=metrics, floor=float(teacher_prob_floor),
+        compact=bool(compact), progress=callback,
+    )  # fmt: skip
+    student_metrics = {name: np.empty((n_mdps, points.size)) for name in metrics}
+    teacher_metrics = {name: np.empty(n_mdps) for name in metrics}
+    env_steps = np.zeros(n_mdps, dtype=np.int64)
+    logits = np.zeros(teachers.probs.shape) if keep_students else None
+    critics = np.zeros(teachers.probs.shape[:2]) if keep_students else None
+    try:
+        for start in range(0, n_mdps, chunk_size):
+            stop = min(n_mdps, start + chunk_size)
+            chunk = _Chunk(run, start, stop)
+            chunk.run_chunk()
+            for name in metrics:
+                student_metrics[name][start:stop] = chunk.metrics[name]
+                teacher_metrics[name][start:stop] = chunk.teacher_metrics[name]
+            env_steps[start:stop] = chunk.mdp_state[:, K.STEPS]
+            if logits is not None and critics is not None:
+                logits[start:stop] = chunk.logits
+                critics[start:stop] = chunk.critic
+            del chunk
+    finally:
+        if bar is not None:
+            bar.close()
+    if logits is not None and not np.all(np.isfinite(logits)):
+        raise FloatingPointError("a student's logits diverged (non-finite); lower lr")
+    settings = {
+        "method": spec.id,
+        "control": control_name,
+        "critic": mode,
+        "lr": float(lr),
+        "gamma": float(gamma),
+        "seed": seed,
+        "first_mdp": first_mdp,
+        "n_mdps": n_mdps,
+        "iterations": iterations,
+        "eval_every": eval_every,
+        "beta": _describe_beta(schedule) if code == M.CONTROL_MIXTURE else None,
+        "distill_loss": distill_loss,
+        "teacher_prob_floor": float(teacher_prob_floor),
+        "metrics": list(metrics),
+        "chunk_size": chunk_size,
+        "max_episode_steps": max_episode_steps,
+        "env_id": teachers.env_id,
+        "env_kwargs": dict(teachers.env_kwargs),
+        "teacher_kind": teachers.kind,
+        "teacher_temperature": teachers.temperature,
+        "teacher_noise": teachers.noise,
+    }
+    return RunResult(
+        method=spec.id,
+        control=control_name,
+        iterations=iterations,
+        eval_every=eval_every,
+        eval_iterations=points,
+        metrics=student_metrics,
+        teacher_metrics=teacher_metrics,
+        env_steps=env_steps,
+        mdp_indices=np.arange(first_mdp, first_mdp + n_mdps, dtype=np.int64),
+        layout_seeds=np.asarray(teachers.layout_seeds, dtype=np.int64).copy(),
+        n_indices=np.asarray(teachers.n_indices, dtype=np.int64).copy(),
+        settings=settings,
+        wall_seconds=time.perf_counter() - t0,
+        step_calls=run.step_calls,
+        env_builds=run.env_builds,
+        logits=logits,
+        critic=critics,
+    )
+
+
+def _describe_beta(schedule: Any) -> Any:
+    if isinstance(schedule, M.BetaSchedule):
+        return {
+            "kind": schedule.kind,
+            "start": schedule.start,
+            "end": schedule.end,
+            "decay": schedule.decay,
+            "steps": schedule.steps,
+        }
+    return repr(schedule)
+
+
+# ----------------------------------------------------------------------------- benchmark
+def bench_students(
+    n_mdps: int = 1000,
+    iterations: int = 1000,
+    seed: int = 0,
+    method: str = "on_policy_distill",
+) -> dict[str, Any]:
+    """Student runner against a plain compiled loop on the same MDPs and teachers.
+
+    Placeholder; see the full version below.
+    """
+    raise NotImplementedError
