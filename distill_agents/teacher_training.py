@@ -359,7 +359,8 @@ def _remaining_work(
     done = completed[live]
     overall = max(float(steps.sum()), 1.0) / max(int(completed.sum()), 1)
     mean_length = np.maximum(np.where(done > 0, steps[live] / np.maximum(done, 1), overall), 1.0)
-    return live, left[live].astype(np.float64), left[live] * mean_length
+    work = (left[live] * mean_length).astype(np.float64)
+    return live.astype(np.int64), left[live].astype(np.float64), work
 
 
 def _allocate(
@@ -541,7 +542,7 @@ def _run(
         else:
             group, _ = _plan(completed, steps, n_episodes, n_mdps, max_actors)
             t_build = time.perf_counter()
-            envs = env.make_vec([mdps[g] for g in group])
+            envs = env.make_vec([mdps[int(g)] for g in group])
             build_s += time.perf_counter() - t_build
         n_actors = int(group.size)
         t_phase = time.perf_counter()
@@ -875,7 +876,7 @@ def make_teachers(
             observation_size=env.observation_size,
         )
     chunk_size = _check_count(chunk_size, "chunk_size")
-    t_value = 0.0 if temperature is None and kind != "a2c" else temperature
+    t_value = 0.0 if temperature is None else float(temperature)
     settings: dict[str, Any] = {
         "seed": int(seed),
         "n_mdps": n_mdps,
@@ -897,7 +898,7 @@ def make_teachers(
     for start in range(0, n_mdps, chunk_size):
         ids = list(range(start, min(n_mdps, start + chunk_size)))
         chunk_seed = _child(root, _TRAIN_STREAM, start)
-        meta = {
+        meta: dict[str, Any] = {
             "layout_seeds": np.array([env.layout_seed(i) for i in ids], dtype=np.int64),
             "env_id": env_id,
             "env_kwargs": env.env_kwargs,

@@ -452,7 +452,7 @@ class Teachers:
             if first.q_values is None
             else np.concatenate([pad(p.q_values, 0.0) for p in parts]),  # type: ignore[arg-type]
             acting=np.concatenate([pad(p.acting, False) for p in parts]),  # type: ignore[arg-type]
-            layout_seeds=np.concatenate([p.layout_seeds for p in parts]),  # type: ignore[misc]
+            layout_seeds=np.concatenate([p.layout_seeds for p in parts]),
             env_id=first.env_id,
             env_kwargs=first.env_kwargs,
             temperature=first.temperature,
@@ -763,11 +763,10 @@ def noisy_teachers(teachers: Teachers, fraction: float, seed: int, first_mdp: in
     np.put_along_axis(probs, chosen[..., None], 1.0, axis=-1)
     pad = _padding_mask(teachers.n_indices, n)
     probs[pad] = 1.0 / a
+    values: NDArray[np.float64] | None = teachers.values
     if teachers.q_values is not None:
         values = policy_values(probs, teachers.q_values)
         values[pad] = 0.0
-    else:
-        values = teachers.values
     settings = dict(teachers.settings)
     settings["noise_seed"] = int(seed)
     return teachers.replace(
