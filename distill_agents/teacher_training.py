@@ -89,9 +89,13 @@ DEFAULT_MAX_ACTORS = 8
 #: Memory budget of one chunk of MDPs; a constant (not the machine's memory) because the chunk
 #: size is part of a training run's identity (see the module docstring).
 CHUNK_BUDGET_BYTES = 4e9
-#: ``[S, A]`` float64 tables per MDP assumed when sizing chunks (agent tables, teacher
-#: probabilities and Q values, state policies for the exact returns).
-TABLES_PER_MDP = 8
+#: ``[S, A]`` float64 tables per MDP assumed when sizing chunks: trained kinds (agent tables,
+#: teacher probabilities, Q values and a temporary) ...
+TRAINED_TABLES_PER_MDP = 4
+#: ... and planned kinds (value iteration's Q, the state policy, index averages, ...).
+PLANNED_TABLES_PER_MDP = 8
+#: Memory for the state policies of one batch of exact evaluations.
+EVAL_BUDGET_BYTES = 1e9
 #: A phase considers draining (starting no new episodes, then rebuilding) once fewer than this
 #: share of its actors are busy ...
 DRAIN_BELOW = 0.5
@@ -767,10 +771,27 @@ class TeachRun(NamedTuple):
 
 
 def _exact_returns(models: Any, teachers: Teachers) -> tuple[NDArray, NDArray, NDArray]:
-    """Teacher, optimal (``gamma = 1``) and uniform expected undiscounted returns ``[B]``."""
-    mdps = [models.mdp(i) for i in range(models.n_envs)]
+    """Teacher, optimal (``gamma = 1``) and uniform expected undiscounted returns ``[B]``.
+
+    Evaluated in batches of MDPs small enough for ``[b, S, A]`` state policies to fit
+    :data:`EVAL_BUDGET_BYTES`; a policy that cannot end the episode gives NaN.
+    """
+    n, s, a = models.n_envs, models.n_states, models.n_actions
+    step = max(1, int(EVAL_BUDGET_BYTES // (4 * 8 * s * a)))
+    parts = [
+        _exact_returns_batch(models, teachers, lo, min(n, lo + step)) for lo in range(0, n, step)
+    ]
+    teacher, optimal, uniform = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    return teacher, optimal, uniform
+
+
+def _exact_returns_batch(
+    models: Any, teachers: Teachers, lo: int, hi: int
+) -> tuple[NDArray, NDArray, NDArray]:
+    mdps = [models.mdp(i) for i in range(lo, hi)]
     b, a = len(mdps), models.n_actions
-    policies = teachers.state_policies(models.state_to_index)
+    index = np.asarray(models.state_to_index[lo:hi])
+    policies = planning.observation_policy_to_state_policy(teachers.probs[lo:hi], index)
     uniform = np.full((b, models.n_states, a), 1.0 / a)
     out = []
     for policy in (policies, uniform):
@@ -785,7 +806,7 @@ def _exact_returns(models: Any, teachers: Teachers) -> tuple[NDArray, NDArray, N
     optimal = np.full(b, np.nan)
     try:
         best, _ = planning.value_iteration(mdps, gamma=1.0)
-        optimal = np.einsum("bs,bs->b", np.asarray(models.initial), np.asarray(best))
+        optimal = np.einsum("bs,bs->b", np.asarray(models.initial[lo:hi]), np.asarray(best))
     except ValueError:  # gamma = 1 does not converge (absorb_prob = 0): the gamma = 0.99 policy
         _, q = planning.value_iteration(mdps, gamma=0.99)
         with contextlib.suppress(ValueError):
@@ -872,7 +893,9 @@ def make_teachers(
             env.n_actions,
             CHUNK_BUDGET_BYTES,
             n_states=env.n_states,
-            tables_per_mdp=TABLES_PER_MDP,
+            tables_per_mdp=TRAINED_TABLES_PER_MDP
+            if kind in ("q_learning", "a2c")
+            else PLANNED_TABLES_PER_MDP,
             observation_size=env.observation_size,
         )
     chunk_size = _check_count(chunk_size, "chunk_size")
@@ -1039,3 +1062,19 @@ def bench_q_learning(
             "reference": reference_s * scale,
         },
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m distill_agents.teacher_training [N_MDPS [EPISODES]]``: print the benchmark."""
+    import json
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    n_mdps = int(args[0]) if args else 1000
+    episodes = int(args[1]) if len(args) > 1 else 2000
+    print(json.dumps(bench_q_learning(n_mdps, episodes), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -610,3 +610,13 @@ def test_a2c_kernel_matches_the_slow_reference(mc, terminated):
     np.testing.assert_allclose(logits[0], ref_logits, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(values[0], ref_values, rtol=1e-12, atol=1e-12)
     assert completed[0] == 1 and steps[0] == length
+
+
+def test_exact_returns_in_small_batches_match_one_batch(monkeypatch):
+    run = make_teachers("optimal", n_mdps=3, seed=2)
+    monkeypatch.setattr(training, "EVAL_BUDGET_BYTES", 1.0)  # one MDP per batch
+    models = TeacherEnv(layout_base=2).make_vec(range(3)).models
+    teacher, optimal, uniform = training._exact_returns(models, run.teachers)
+    np.testing.assert_array_equal(teacher, run.teacher_return)
+    np.testing.assert_array_equal(optimal, run.optimal_return)
+    np.testing.assert_array_equal(uniform, run.uniform_return)
