@@ -208,6 +208,9 @@ class RunResult:
         wall_seconds: wall time.
         step_calls: vector-env ``step`` calls.
         env_builds: vector envs built (1 per chunk, plus compactions).
+        sub_env_steps: sub-env steps of all ``step`` calls (idle and autoreset ones included).
+        build_seconds: part of ``wall_seconds`` spent building vector envs and their models.
+        eval_seconds: part of ``wall_seconds`` spent evaluating students and teachers.
         logits: ``[B, N, A]`` final student logits (only with ``keep_students=True``).
         critic: ``[B, N]`` final critics (only with ``keep_students=True``).
         n_indices: ``[B]`` table indices per MDP.
@@ -228,6 +231,9 @@ class RunResult:
     wall_seconds: float = 0.0
     step_calls: int = 0
     env_builds: int = 0
+    sub_env_steps: int = 0
+    build_seconds: float = 0.0
+    eval_seconds: float = 0.0
     logits: NDArray[np.float64] | None = None
     critic: NDArray[np.float64] | None = None
 
@@ -339,6 +345,9 @@ class RunResult:
             wall_seconds=float(sum(p.wall_seconds for p in parts)),
             step_calls=int(sum(p.step_calls for p in parts)),
             env_builds=int(sum(p.env_builds for p in parts)),
+            sub_env_steps=int(sum(p.sub_env_steps for p in parts)),
+            build_seconds=float(sum(p.build_seconds for p in parts)),
+            eval_seconds=float(sum(p.eval_seconds for p in parts)),
             logits=np.concatenate([pad(p.logits) for p in parts]) if keep else None,  # type: ignore[arg-type]
             critic=np.concatenate([pad(p.critic) for p in parts]) if keep else None,  # type: ignore[arg-type]
         )
@@ -593,7 +602,10 @@ class _Run:
     compact: bool
     progress: Callable[[int], None] | None
     step_calls: int = 0
+    sub_env_steps: int = 0
     env_builds: int = 0
+    build_seconds: float = 0.0
+    eval_seconds: float = 0.0
 
 
 class _Chunk:
@@ -666,17 +678,21 @@ class _Chunk:
             return
         idx = self.pending[:n, 0].copy()
         evals = self.pending[:n, 1]
+        t0 = time.perf_counter()
         values = self.evaluator.students(idx, self.snapshots[:n])
         for name, vals in values.items():
             self.metrics[name][idx, evals] = vals
         self.n_pending = 0
+        self.run.eval_seconds += time.perf_counter() - t0
 
     # -------------------------------------------------------------- training
     def run_chunk(self) -> None:
         run = self.run
+        t0 = time.perf_counter()
         envs = run.builder.make(self.ids)
         run.env_builds += 1
         models = envs.models
+        run.build_seconds += time.perf_counter() - t0
         expected = run.teachers.n_indices[self.ids]
         bad = np.flatnonzero(np.asarray(models.n_indices) != expected)
         if bad.size:
@@ -686,11 +702,13 @@ class _Chunk:
                 f"table indices but its teacher has {int(expected[bad[0]])}: the teachers do not "
                 "match their recorded environment (env_id, env_kwargs, layout_seeds)"
             )
+        t0 = time.perf_counter()
         self.evaluator = _Evaluator(models, self.probs, run.metrics)
         self.teacher_metrics = self.evaluator.teachers()
         start_values = self.evaluator.students(np.arange(self.b), self.logits)
         for name, vals in start_values.items():
             self.metrics[name][:, 0] = vals
+        run.eval_seconds += time.perf_counter() - t0
         if run.iterations == 0:
             return
         live = np.arange(self.b)
@@ -698,8 +716,10 @@ class _Chunk:
             self._phase(envs, live)
             live = np.flatnonzero(self.mdp_state[:, K.DONE] < run.iterations)
             if live.size:
+                t0 = time.perf_counter()
                 envs = run.builder.make(self.ids[live])
                 run.env_builds += 1
+                run.build_seconds += time.perf_counter() - t0
         self._flush()
 
     def _phase(self, envs: Any, live: NDArray[np.int64]) -> None:
@@ -756,6 +776,7 @@ class _Chunk:
                     break
             obs, rewards, terminations, truncations, _ = envs.step(actions)
         run.step_calls += calls
+        run.sub_env_steps += calls * n_sub
         envs.close()
 
     def _should_drain(self, running: int, n_sub: int) -> bool:
@@ -967,6 +988,9 @@ def run_distillation(
         wall_seconds=time.perf_counter() - t0,
         step_calls=run.step_calls,
         env_builds=run.env_builds,
+        sub_env_steps=run.sub_env_steps,
+        build_seconds=run.build_seconds,
+        eval_seconds=run.eval_seconds,
         logits=logits,
         critic=critics,
     )
@@ -985,14 +1009,183 @@ def _describe_beta(schedule: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- benchmark
+def _reference_tables(models: Any) -> tuple[Any, ...]:
+    """The vector env's outcome tables for :func:`_runner_kernels.reference_loop`."""
+    from gridworld_env import _kernels as env_kernels
+
+    b = models.n_envs
+    outcomes = np.zeros(
+        (b, models.n_states, models.n_rows, models.next_states.shape[-1]),
+        dtype=env_kernels.OUTCOME_DTYPE,
+    )
+    for i in range(b):
+        env_kernels.pack_outcomes(models.mdp(i), models.state_to_index[i], outcomes[i])
+    initial_cum = np.cumsum(models.initial, axis=1)
+    initial_cum /= initial_cum[:, -1:]
+    return (
+        outcomes,
+        np.ascontiguousarray(models.action_rows),
+        np.ascontiguousarray(models.terminal),
+        initial_cum,
+        np.ascontiguousarray(models.state_to_index),
+    )
+
+
+def _reference_run(
+    tables: tuple[Any, ...],
+    teachers: Teachers,
+    method: str,
+    iterations: int,
+    seed: int,
+    max_steps: int = 1000,
+) -> tuple[float, int]:
+    """Seconds and env-steps of the plain compiled loop on ``teachers``' MDPs."""
+    spec = M.parse_method(method)
+    coef, codes = spec.params(None)
+    b = teachers.n_mdps
+    probs = np.ascontiguousarray(teachers.probs)
+    logp = floored_log(probs)
+    values = np.zeros(probs.shape[:2]) if teachers.values is None else np.array(teachers.values)
+    logits = np.zeros(probs.shape)
+    critic = np.zeros(probs.shape[:2])
+    steps = np.zeros(b, dtype=np.int64)
+    seeds = np.random.default_rng(seed).integers(1, 2**63, size=b, dtype=np.uint64)
+    control = M.control_code(spec.default_control)
+    t0 = time.perf_counter()
+    K.reference_loop(  # type: ignore[call-arg]
+        *tables, seeds, iterations, max_steps, control, 0.0, probs, logp, values,
+        np.ones(probs.shape[1]), logits, critic, coef, codes, 0.1, 0.99, steps,
+    )  # fmt: skip
+    return time.perf_counter() - t0, int(steps.sum())
+
+
+def _grid_teachers(n_mdps: int, seed: int, env_kwargs: Mapping[str, Any]) -> tuple[Teachers, Any]:
+    from distill_agents.teachers import planned_teachers
+
+    envs: Any = gym.make_vec(
+        _GRID,
+        num_envs=n_mdps,
+        vectorization_mode="vector_entry_point",
+        observation="index",
+        layout_seed=seed,
+        **env_kwargs,
+    )
+    models = envs.models
+    teachers = planned_teachers(
+        models,
+        env_id=_GRID,
+        env_kwargs=dict(env_kwargs),
+        layout_seeds=np.arange(seed, seed + n_mdps),
+    )
+    return teachers, models
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 def bench_students(
     n_mdps: int = 1000,
     iterations: int = 1000,
     seed: int = 0,
     method: str = "on_policy_distill",
+    large_actions: int = 4000,
+    large_mdps: int = 4,
+    large_iterations: int = 200,
 ) -> dict[str, Any]:
-    """Student runner against a plain compiled loop on the same MDPs and teachers.
+    """The student runner against a plain compiled loop, on the same MDPs and teachers.
 
-    Placeholder; see the full version below.
+    On ``n_mdps`` random 20x20 grids with optimal (planned) teachers, trains ``method`` for
+    ``iterations`` episodes per MDP with :func:`run_distillation` (evaluating only at the start
+    and the end) and with :func:`distill_agents._runner_kernels.reference_loop` (one numba
+    function stepping the vector env's outcome tables and applying the same update kernel),
+    and reports both rates in env-steps per second (the steps of the MDPs' episodes; idle and
+    autoreset steps of the vector env are reported apart). Then trains ``large_mdps`` MDPs with
+    ``large_actions`` actions (Fig. 4's hardest panel) and reports the cost per MDP and the
+    process's peak resident memory.
+
+    Returns:
+        A dict of measurements (seconds, steps, rates, ``ratio`` runner/reference, and
+        ``extrapolated_seconds_30k`` for 1000 MDPs x 30 000 iterations, scaled linearly: a
+        rough figure, since episodes get shorter while the students learn).
     """
-    raise NotImplementedError
+    n_mdps = _check_int("n_mdps", n_mdps, 1)
+    iterations = _check_int("iterations", iterations, 1)
+    out: dict[str, Any] = {"n_mdps": n_mdps, "iterations": iterations, "method": method}
+    t0 = time.perf_counter()
+    teachers, models = _grid_teachers(n_mdps, seed, {})
+    out["teacher_seconds"] = time.perf_counter() - t0
+    # Warm-up: compile the kernels on a tiny run (compilation is not what is measured).
+    small = teachers.replace(
+        probs=teachers.probs[:2], n_indices=teachers.n_indices[:2],
+        values=None if teachers.values is None else teachers.values[:2],
+        q_values=None, acting=None, layout_seeds=np.asarray(teachers.layout_seeds)[:2],
+    )  # fmt: skip
+    run_distillation(small, method, iterations=3, eval_every=3, seed=seed)
+    tables = _reference_tables(models)
+    outcomes, action_rows, terminal, initial_cum, key_of_state = tables
+    head = (outcomes[:2], action_rows, terminal[:2], initial_cum[:2], key_of_state[:2])
+    _reference_run(head, small, method, 3, seed)
+
+    result = run_distillation(
+        teachers, method, iterations=iterations, eval_every=iterations, seed=seed
+    )
+    runner_steps = int(result.env_steps.sum())
+    train_s = result.wall_seconds - result.build_seconds - result.eval_seconds
+    out.update(
+        runner_seconds=result.wall_seconds,
+        runner_env_steps=runner_steps,
+        runner_steps_per_s=runner_steps / result.wall_seconds,
+        runner_step_calls=result.step_calls,
+        runner_sub_env_steps=result.sub_env_steps,
+        runner_env_builds=result.env_builds,
+        runner_build_seconds=result.build_seconds,
+        runner_eval_seconds=result.eval_seconds,
+        runner_train_seconds=train_s,
+        runner_train_steps_per_s=runner_steps / train_s,
+        final_return=float(np.mean(result.metrics["return"][:, -1])),
+        teacher_return=float(np.mean(result.teacher_metrics["return"])),
+    )
+    ref_seconds, ref_steps = _reference_run(tables, teachers, method, iterations, seed)
+    out.update(
+        reference_seconds=ref_seconds,
+        reference_env_steps=ref_steps,
+        reference_steps_per_s=ref_steps / ref_seconds,
+    )
+    out["ratio"] = out["runner_steps_per_s"] / out["reference_steps_per_s"]
+    out["train_ratio"] = out["runner_train_steps_per_s"] / out["reference_steps_per_s"]
+    # Training scales with MDPs x iterations; building the envs and the start/end evaluations
+    # with MDPs only.
+    per_mdp = 1000 / n_mdps
+    scale = per_mdp * (30_000 / iterations)
+    out["extrapolated_seconds_30k"] = {
+        "runner": train_s * scale + (result.build_seconds + result.eval_seconds) * per_mdp,
+        "reference": ref_seconds * scale,
+    }
+    if large_mdps > 0:
+        t0 = time.perf_counter()
+        big, _ = _grid_teachers(large_mdps, seed, {"n_actions": large_actions})
+        teacher_s = time.perf_counter() - t0
+        big_result = run_distillation(
+            big, method, iterations=large_iterations, eval_every=large_iterations, seed=seed
+        )
+        per_mdp = big_result.wall_seconds / large_mdps
+        out["large_actions"] = {
+            "n_actions": large_actions,
+            "n_mdps": large_mdps,
+            "iterations": large_iterations,
+            "teacher_seconds": teacher_s,
+            "seconds": big_result.wall_seconds,
+            "seconds_per_mdp": per_mdp,
+            "env_steps": int(big_result.env_steps.sum()),
+            "seconds_per_mdp_30k": per_mdp * 30_000 / large_iterations,
+            "chunk_size": big_result.settings["chunk_size"],
+            "final_return": float(np.mean(big_result.metrics["return"][:, -1])),
+            "teacher_return": float(np.mean(big_result.teacher_metrics["return"])),
+        }
+    out["peak_rss_bytes"] = _peak_rss_bytes()
+    return out

@@ -1,0 +1,292 @@
+"""The logic of ``distill-grid distill`` (SPEC 5): distil saved teachers with one method.
+
+```
+distill-grid distill --method ID --teacher DIR/teachers.npz [--control C] [--iterations N]
+                     [--eval-every K] [--out DIR] [--seed S] [--critic mc|td] ...
+```
+
+loads the teachers written by ``distill-grid teach``, trains one student per MDP with
+:func:`distill_agents.runner.run_distillation` and writes, in ``--out``:
+
+- ``NAME.csv``: the curves in the long format of SPEC 4 (:mod:`distill_agents.results`),
+  with rows for the student (method column: ``--label``, default the method id) and for the
+  teacher (method ``teacher``);
+- ``NAME.png``: the plot (:func:`distill_agents.plotting.plot_rows`);
+- ``NAME.json``: a summary (arguments, package version, ``env_steps``, ``wall_seconds``,
+  the run's settings, and the CSV's SHA-256 digest for ``results.read_csv(..., sha256=...)``).
+
+``NAME`` defaults to the method id, followed by ``-CONTROL`` when ``--control`` is given.
+:func:`add_arguments` declares the options on an ``argparse`` parser and :func:`run` executes
+them; bad arguments raise a ``ValueError`` with a one-line message (the CLI prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from distill_agents import methods as M
+from distill_agents.runner import METRICS
+
+__all__ = ["DEFAULT_ITERATIONS", "DEFAULT_OUT", "add_arguments", "output_name", "run"]
+
+#: Training episodes per MDP by default (the paper's 30 000).
+DEFAULT_ITERATIONS = 30_000
+#: Output directory by default.
+DEFAULT_OUT = "runs/distill"
+#: Evaluation points by default (``--eval-every`` = iterations / this, at least 1).
+DEFAULT_EVAL_POINTS = 30
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.+=-]")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``distill-grid distill`` on ``parser``."""
+    parser.add_argument(
+        "--method", required=True, help=f"method id, one of: {', '.join(M.METHOD_IDS)}"
+    )
+    parser.add_argument(
+        "--teacher", required=True, help="teachers file written by distill-grid teach"
+    )
+    parser.add_argument(
+        "--control",
+        default=None,
+        help=f"control policy: {', '.join(M.CONTROLS)} (default: the method's own)",
+    )
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=0.5,
+        help="mixture control: probability of following the teacher (default 0.5)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=DEFAULT_ITERATIONS,
+        help=f"training episodes per MDP (default {DEFAULT_ITERATIONS})",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help=f"evaluate every K iterations (default: iterations / {DEFAULT_EVAL_POINTS})",
+    )
+    parser.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the students (default 0)")
+    parser.add_argument(
+        "--critic", default=None, help="mc or td (default: the method's own, mostly mc)"
+    )
+    parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    parser.add_argument("--gamma", type=float, default=0.99, help="discount (default 0.99)")
+    parser.add_argument(
+        "--metrics",
+        default="return",
+        help=f"comma-separated metrics from {', '.join(METRICS)} (default return)",
+    )
+    parser.add_argument(
+        "--mdps", type=int, default=None, help="use only the first N MDPs (default: all)"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="MDPs per chunk (default: from a 4 GB budget; results do not depend on it)",
+    )
+    parser.add_argument("--name", default=None, help="file name stem (default: METHOD[-CONTROL])")
+    parser.add_argument("--figure", default="distill", help="figure column (default distill)")
+    parser.add_argument(
+        "--panel", default=None, help="panel column (default: the teacher kind, e.g. q_learning)"
+    )
+    parser.add_argument(
+        "--label", default=None, help="method column of the student rows (default: the method)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def output_name(method: str, control: str | None, name: str | None = None) -> str:
+    """The file name stem: ``name``, or ``METHOD`` / ``METHOD-CONTROL``, made file-safe."""
+    stem = name if name is not None else (method if control is None else f"{method}-{control}")
+    return _NAME_OK.sub("_", stem)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _check(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
+    """Validate the arguments that do not need the teachers; ``(iterations, k, metrics)``."""
+    M.parse_method(args.method)
+    if args.control is not None:
+        M.control_code(args.control)
+    if args.critic is not None and args.critic not in ("mc", "td", "none"):
+        raise ValueError(f"--critic must be mc, td or none, got {args.critic!r}")
+    M.parse_method(args.method).critic_mode(args.critic)
+    if args.iterations < 0:
+        raise ValueError(f"--iterations must be an integer >= 0, got {args.iterations}")
+    every = args.eval_every
+    if every is None:
+        every = max(1, args.iterations // DEFAULT_EVAL_POINTS)
+    if every < 1:
+        raise ValueError(f"--eval-every must be an integer >= 1, got {args.eval_every}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if not (math.isfinite(args.gamma) and 0.0 <= args.gamma <= 1.0):
+        raise ValueError(f"--gamma must be a number in [0, 1], got {args.gamma}")
+    if not (math.isfinite(args.beta) and 0.0 <= args.beta <= 1.0):
+        raise ValueError(f"--beta must be a number in [0, 1], got {args.beta}")
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    bad = [m for m in metrics if m not in METRICS]
+    if not metrics or bad or len(set(metrics)) != len(metrics):
+        raise ValueError(
+            f"--metrics must be distinct names from {', '.join(METRICS)}, got {args.metrics!r}"
+        )
+    if args.mdps is not None and args.mdps < 1:
+        raise ValueError(f"--mdps must be an integer >= 1, got {args.mdps}")
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be an integer >= 1, got {args.chunk_size}")
+    for option in ("figure", "label", "panel", "name"):
+        value = getattr(args, option)
+        if value is not None and (not value.strip() or any(c in value for c in "\r\n")):
+            raise ValueError(f"--{option} must be a non-empty one-line text, got {value!r}")
+    return int(args.iterations), int(every), metrics
+
+
+def _number(values: Any) -> float | None:
+    """The mean of the finite values (None if there are none), for JSON."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else None
+
+
+def _subset(teachers: Any, n: int) -> Any:
+    if n >= teachers.n_mdps:
+        return teachers
+    return teachers.replace(
+        probs=teachers.probs[:n],
+        n_indices=teachers.n_indices[:n],
+        values=None if teachers.values is None else teachers.values[:n],
+        q_values=None if teachers.q_values is None else teachers.q_values[:n],
+        acting=None if teachers.acting is None else teachers.acting[:n],
+        layout_seeds=teachers.layout_seeds[:n],
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``distill-grid distill`` with parsed ``args``; returns the exit status (0).
+
+    Raises:
+        ValueError: a bad argument or an unreadable/invalid teachers file (one-line message).
+    """
+    from distill_agents import __version__, plotting
+    from distill_agents.results import write_csv
+    from distill_agents.runner import run_distillation
+    from distill_agents.teachers import Teachers
+    from gridworld_env._io import atomic_write
+
+    try:
+        iterations, every, metrics = _check(args)
+    except ValueError as err:
+        raise ValueError(_one_line(err)) from None
+    teacher_path = Path(args.teacher)
+    if not teacher_path.is_file():
+        raise ValueError(
+            f"--teacher {teacher_path}: no such file (write one with distill-grid teach)"
+        )
+    out = Path(args.out if args.out is not None else DEFAULT_OUT)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    try:
+        teachers = Teachers.load(teacher_path)
+    except ValueError as err:
+        raise ValueError(f"--teacher: {_one_line(err)}") from None
+    if args.mdps is not None:
+        teachers = _subset(teachers, args.mdps)
+    spec = M.parse_method(args.method)
+    if spec.needs_teacher_values and teachers.values is None:
+        raise ValueError(
+            f"--method {spec.id} needs teacher values V_pi, but {teacher_path} holds "
+            f"{teachers.kind} teachers without values"
+        )
+    name = output_name(spec.id, args.control, args.name)
+    panel = args.panel if args.panel is not None else teachers.kind
+    label = args.label if args.label is not None else spec.id
+
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    with tqdm(
+        total=teachers.n_mdps * iterations,
+        unit="episode",
+        unit_scale=True,
+        desc=f"distill {spec.id}",
+        file=sys.stderr,
+        disable=True if args.no_progress else None,
+        dynamic_ncols=True,
+    ) as bar:
+        try:
+            result = run_distillation(
+                teachers,
+                spec.id,
+                control=args.control,
+                iterations=iterations,
+                eval_every=every,
+                lr=float(args.lr),
+                gamma=float(args.gamma),
+                critic=args.critic,
+                seed=int(args.seed),
+                beta=float(args.beta),
+                metrics=metrics,
+                chunk_size=args.chunk_size,
+                progress=bar.update,
+            )
+        except ValueError as err:
+            raise ValueError(_one_line(err)) from None
+    wall = time.perf_counter() - t0
+    rows = result.to_rows(args.figure, panel, method=label)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / f"{name}.csv"
+    png_path = out / f"{name}.png"
+    digest = write_csv(csv_path, rows)
+    plotting.plot_rows(
+        rows, png_path, title=f"{label} ({teachers.kind} teachers, {teachers.n_mdps} MDPs)"
+    )
+    summary = {
+        "command": "distill",
+        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "version": __version__,
+        "teacher_file": str(teacher_path),
+        "n_mdps": result.n_mdps,
+        "env_steps": int(result.env_steps.sum()),
+        "wall_seconds": wall,
+        "csv": csv_path.name,
+        "csv_sha256": digest,
+        "png": png_path.name,
+        "settings": dict(result.settings),
+        "final": {
+            metric: {
+                "student_mean": _number(result.metrics[metric][:, -1]),
+                "teacher_mean": _number(result.teacher_metrics[metric]),
+            }
+            for metric in metrics
+        },
+    }
+    text = json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
+    json_path = atomic_write(out / f"{name}.json", lambda handle: handle.write(text.encode()))
+    tail = ""
+    if "return" in metrics:
+        student = _number(result.metrics["return"][:, -1])
+        teacher = _number(result.teacher_metrics["return"])
+        tail = f"; final mean return {student} (teacher {teacher})"
+
+    print(f"wrote {csv_path}, {png_path} and {json_path}: {result.n_mdps} MDPs{tail}")
+    return 0
