@@ -658,7 +658,8 @@ def distill_into_sb3(
     ``softmax(Q / temperature)``): on-policy data, like DAgger; ``"uniform"``: uniform actions.
 
     Only the policy (PPO/A2C actor; DQN Q-network) is trained: the PPO/A2C critic is left as it
-    is. For DQN the target network is synchronised with the Q-network at the end. The
+    is. For DQN the target network is synchronised with the Q-network at the end. When
+    ``env`` is the model's own environment, the next ``.learn()`` resets it. The
     optimizer's learning rate is ``lr`` during distillation and restored afterwards (SB3's own
     schedule takes over again in ``.learn()``); the optimizer's internal state (e.g. Adam's
     moments) carries over.
@@ -804,4 +805,6 @@ def distill_into_sb3(
         policy.set_training_mode(was_training)
     if kind == _Q:
         policy.q_net_target.load_state_dict(policy.q_net.state_dict())
+    if vec is model.get_env():
+        model._last_obs = None  # we stepped the model's own env: learn() must reset it
     return model
