@@ -1,0 +1,60 @@
+"""Plotting: PNG files from small fixture rows (layout, colours, teacher line, errors)."""
+
+from __future__ import annotations
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from distill_agents.plotting import plot_rows
+from distill_agents.results import CurveRow, ResultsFormatError, curve_rows
+
+
+def fixture_rows(panels=("A=4", "A=40"), metrics=("return",)) -> list[CurveRow]:
+    rng = np.random.default_rng(1)
+    its = [0, 100, 200, 300]
+    rows: list[CurveRow] = []
+    for panel in panels:
+        for metric in metrics:
+            for k, method in enumerate(("on_policy_distill", "entropy_regularised", "baseline")):
+                values = rng.normal(size=(10, 4)) + np.linspace(0, 5 - k, 4)
+                rows += curve_rows("fig4", panel, method, metric, its, values)
+            rows += curve_rows("fig4", panel, "teacher", metric, its, np.full((10, 4), 6.0))
+    return rows
+
+
+def _load(path):
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    return image
+
+
+def test_one_metric_gives_one_subplot_per_panel(tmp_path):
+    path = plot_rows(fixture_rows(), tmp_path / "out" / "fig4.png")
+    assert path == tmp_path / "out" / "fig4.png"
+    image = _load(path)
+    height, width = image.shape[:2]
+    assert width > 1.6 * height  # two panels side by side
+    rgb = image[..., :3]
+    # The three method colours of tab10 appear (blue, orange, green), and so does black.
+    for colour in ([0.12, 0.47, 0.71], [1.0, 0.5, 0.05], [0.17, 0.63, 0.17], [0.0, 0.0, 0.0]):
+        close = np.all(np.abs(rgb - np.array(colour)) < 0.06, axis=-1)
+        assert close.sum() > 50, colour
+    assert sorted(p.name for p in path.parent.iterdir()) == ["fig4.png"]
+
+
+def test_several_metrics_give_a_panels_by_metrics_grid(tmp_path):
+    rows = fixture_rows(panels=("T=0", "T=0.01", "T=0.1"), metrics=("kl_student", "return"))
+    image = _load(plot_rows(rows, tmp_path / "fig3.png", title="Fig. 3"))
+    one = _load(plot_rows(fixture_rows(panels=("T=0",)), tmp_path / "one.png"))
+    assert image.shape[0] > 2 * one.shape[0]  # three rows of subplots
+    assert image.shape[1] > 1.5 * one.shape[1]  # two columns
+
+
+def test_bad_rows_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least one"):
+        plot_rows([], tmp_path / "x.png")
+    row = CurveRow("f", "p", "m", 0, "return", 1.0, 2.0, 3.0, 4)  # mean below its interval
+    with pytest.raises(ResultsFormatError):
+        plot_rows([row], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

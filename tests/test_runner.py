@@ -1,0 +1,375 @@
+"""The batched runner: equivalence with ``distill``, learning, seeding, chunking, evaluation."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import gridworld_env  # noqa: F401 -- registers the environments
+from distill_agents import BetaSchedule, distill, planning
+from distill_agents import runner as R
+from distill_agents.results import summarize
+from distill_agents.teachers import Teachers, planned_teachers
+
+SMALL = {"width": 6, "height": 6}
+
+
+def grid_teachers(n: int, seed: int = 0, minimise: bool = False, **kwargs) -> Teachers:
+    """Optimal (or adversarial) teachers of ``n`` random grids with layout seeds seed..."""
+    kw = {**SMALL, **kwargs}
+    observation = "partial_index" if kw.get("observation") == "partial" else "index"
+    vector_kw = {k: v for k, v in kw.items() if k != "observation"}
+    envs = gym.make_vec(
+        "DistillGrid-v0",
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        observation=observation,
+        layout_seed=seed,
+        **vector_kw,
+    )
+    return planned_teachers(
+        envs.models,
+        minimise=minimise,
+        env_id="DistillGrid-v0",
+        env_kwargs=kw,
+        layout_seeds=np.arange(seed, seed + n),
+    )
+
+
+def chain_teachers(n: int, length: int = 11) -> Teachers:
+    envs = gym.make_vec(
+        "DistillChain-v0",
+        num_envs=n,
+        vectorization_mode="vector_entry_point",
+        observation="index",
+        length=length,
+    )
+    return planned_teachers(envs.models, env_id="DistillChain-v0", env_kwargs={"length": length})
+
+
+def subset(teachers: Teachers, lo: int, hi: int) -> Teachers:
+    return teachers.replace(
+        probs=teachers.probs[lo:hi],
+        n_indices=teachers.n_indices[lo:hi],
+        values=None if teachers.values is None else teachers.values[lo:hi],
+        q_values=None if teachers.q_values is None else teachers.q_values[lo:hi],
+        acting=None if teachers.acting is None else teachers.acting[lo:hi],
+        layout_seeds=teachers.layout_seeds[lo:hi],
+    )
+
+
+def exact_return(teachers: Teachers, i: int, logits: np.ndarray) -> float:
+    env = teachers.make_env(i)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    policy = planning.observation_policy_to_state_policy(p, env.state_to_index)
+    return float(planning.expected_return(env.unwrapped.mdp, policy))
+
+
+@pytest.fixture(scope="module")
+def grids() -> Teachers:
+    return grid_teachers(20)
+
+
+# ------------------------------------------------------------------- equivalence with distill
+EXACT_CASES = [
+    ("grid", {}, "on_policy_distill", {}),
+    ("grid", {}, "teacher_v_reward", {"critic": "td"}),
+    ("grid", {}, "n_distill+R", {"control": "mixture", "beta": BetaSchedule("linear", 1.0, 0.0)}),
+    ("grid", {"observation": "partial", "view_size": 3}, "teacher_distill", {}),
+    ("chain", {}, "expected_entropy_regularised", {"control": "uniform"}),
+    ("chain", {}, "on_policy_distill+R+Vcond", {}),
+]
+
+
+@pytest.mark.parametrize(("family", "env_kw", "method", "kwargs"), EXACT_CASES)
+def test_each_mdp_learns_exactly_as_single_env_distill(family, env_kw, method, kwargs):
+    # With deterministic moves (noise 0) the vector env and the single env turn the same
+    # uniforms into the same outcomes, so the per-MDP streams make the two paths identical.
+    if family == "grid":
+        teachers = grid_teachers(4, seed=3, noise=0.0, **env_kw)
+    else:
+        teachers = chain_teachers(3)
+    result = R.run_distillation(
+        teachers, method, iterations=60, eval_every=20, seed=5, keep_students=True, **kwargs
+    )
+    for i in range(teachers.n_mdps):
+        single = distill(
+            teachers.make_env(i),
+            teachers.teacher(i),
+            method,
+            iterations=60,
+            seed=R.mdp_seed(5, i),
+            **kwargs,
+        )
+        batched = result.student(i)
+        np.testing.assert_array_equal(batched.logits, single.logits)
+        if single.values is not None:
+            assert batched.values is not None
+            np.testing.assert_array_equal(batched.values, single.values)
+
+
+def test_stochastic_dynamics_agree_with_distill_in_distribution():
+    # With noise the vector env orders outcomes by probability and the single env by model
+    # order: the same uniforms give different outcomes, so the two paths are compared
+    # statistically (paired over 30 MDPs, after 40 episodes, far from convergence).
+    teachers = grid_teachers(30, seed=100, width=5, height=5)
+    iterations = 40
+    result = R.run_distillation(
+        teachers, "on_policy_distill", iterations=iterations, eval_every=iterations, seed=1
+    )
+    batched = result.metrics["return"][:, -1]
+    single = np.array(
+        [
+            exact_return(
+                teachers,
+                i,
+                distill(
+                    teachers.make_env(i),
+                    teachers.teacher(i),
+                    "on_policy_distill",
+                    iterations=iterations,
+                    seed=R.mdp_seed(1, i),
+                ).logits,
+            )
+            for i in range(teachers.n_mdps)
+        ]
+    )
+    diff = batched - single
+    assert not np.array_equal(batched, single)  # the streams differ by design
+    assert abs(diff.mean()) <= 3.0 * diff.std(ddof=1) / np.sqrt(diff.size) + 1e-9
+    start = result.metrics["return"][:, 0].mean()
+    assert batched.mean() > start + 0.5 * (result.teacher_metrics["return"].mean() - start)
+
+
+# ------------------------------------------------------------------------------ learning
+@pytest.mark.parametrize("method", ["teacher_distill", "on_policy_distill"])
+def test_students_reach_the_optimal_teachers_return(grids, method):
+    result = R.run_distillation(grids, method, iterations=400, eval_every=100, seed=0)
+    curve = result.metrics["return"].mean(axis=0)
+    teacher = result.teacher_metrics["return"].mean()
+    assert curve[0] < 0.5 * teacher  # a uniform student is far from it
+    assert curve[-1] >= 0.95 * teacher
+    assert curve[-1] > curve[1] > curve[0]
+
+
+def test_baseline_learns_without_looking_at_the_teacher(grids):
+    scrambled = grids.replace(probs=np.full(grids.probs.shape, 1.0 / grids.n_actions))
+    a = R.run_distillation(grids, "baseline", iterations=50, eval_every=50, seed=2)
+    b = R.run_distillation(scrambled, "baseline", iterations=50, eval_every=50, seed=2)
+    np.testing.assert_array_equal(a.metrics["return"], b.metrics["return"])
+    assert a.metrics["return"][:, -1].mean() > a.metrics["return"][:, 0].mean()
+
+
+# ------------------------------------------------------------------------------- seeding
+def test_same_seed_same_results_bit_for_bit_and_other_seeds_differ(grids):
+    part = subset(grids, 0, 6)
+    kw = {"iterations": 30, "eval_every": 10, "metrics": R.METRICS, "keep_students": True}
+    a = R.run_distillation(part, "on_policy_distill", seed=7, **kw)
+    b = R.run_distillation(part, "on_policy_distill", seed=7, **kw)
+    c = R.run_distillation(part, "on_policy_distill", seed=8, **kw)
+    for name in R.METRICS:
+        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+    np.testing.assert_array_equal(a.logits, b.logits)
+    np.testing.assert_array_equal(a.env_steps, b.env_steps)
+    assert not np.array_equal(a.logits, c.logits)
+
+
+def _assert_same(a: R.RunResult, b: R.RunResult) -> None:
+    for name in a.metrics:
+        np.testing.assert_array_equal(a.metrics[name], b.metrics[name])
+        np.testing.assert_array_equal(a.teacher_metrics[name], b.teacher_metrics[name])
+    np.testing.assert_array_equal(a.env_steps, b.env_steps)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    np.testing.assert_array_equal(a.critic, b.critic)
+
+
+def test_results_do_not_depend_on_chunks_splits_or_compaction(grids, monkeypatch):
+    part = subset(grids, 0, 7)
+    kw = {"iterations": 40, "eval_every": 10, "seed": 3, "keep_students": True}
+    method = "on_policy_distill+R"
+    whole = R.run_distillation(part, method, chunk_size=7, compact=False, **kw)
+    assert whole.env_builds == 1
+    for chunk_size in (1, 3):
+        _assert_same(whole, R.run_distillation(part, method, chunk_size=chunk_size, **kw))
+    # Split over "processes": first_mdp keeps the global MDP indices (hence the seeds).
+    pieces = [
+        R.run_distillation(subset(part, 0, 4), method, **kw),
+        R.run_distillation(subset(part, 4, 7), method, first_mdp=4, **kw),
+    ]
+    _assert_same(whole, R.RunResult.concatenate(pieces))
+    # Compaction at every opportunity: many vector envs, the same learning.
+    monkeypatch.setattr(R, "BUILD_COST", 0.0)
+    monkeypatch.setattr(R, "PLAN_EVERY", 1)
+    monkeypatch.setattr(R, "DRAIN_BELOW", 1.0)
+    compacted = R.run_distillation(part, method, **kw)
+    assert compacted.env_builds > 3
+    _assert_same(whole, compacted)
+
+
+def test_memory_budget_sets_the_chunk_size_without_changing_results():
+    teachers = grid_teachers(3, seed=9, n_actions=40)
+    kw = {"iterations": 20, "eval_every": 20, "seed": 0, "keep_students": True}
+    small = R.run_distillation(teachers, "on_policy_distill", memory_budget=1.0, **kw)
+    big = R.run_distillation(teachers, "on_policy_distill", **kw)
+    assert small.settings["chunk_size"] == 1
+    assert big.settings["chunk_size"] >= 3
+    _assert_same(small, big)
+
+
+# ---------------------------------------------------------------------------- evaluation
+def test_metrics_are_the_exact_planning_values(grids):
+    part = subset(grids, 0, 5)
+    result = R.run_distillation(
+        part, "on_policy_distill", iterations=25, eval_every=25, metrics=R.METRICS,
+        keep_students=True,
+    )  # fmt: skip
+    for i in range(part.n_mdps):
+        env = part.make_env(i)
+        mdp, index = env.unwrapped.mdp, env.state_to_index
+        student = result.student(i).state_policy(index)
+        teacher = part.state_policy(i, index)
+        uniform = np.full(student.shape, 1.0 / student.shape[1])
+        expected = {
+            "return": planning.expected_return(mdp, student),
+            "kl_student": planning.expected_kl(mdp, student, teacher, student),
+            "kl_teacher": planning.expected_kl(mdp, teacher, teacher, student),
+            "kl_uniform": planning.expected_kl(mdp, uniform, teacher, student),
+        }
+        for name, value in expected.items():
+            assert result.metrics[name][i, -1] == pytest.approx(value, rel=1e-12, abs=1e-12)
+        assert result.metrics["return"][i, 0] == pytest.approx(
+            planning.expected_return(mdp, uniform), rel=1e-12
+        )
+        assert result.teacher_metrics["return"][i] == pytest.approx(
+            planning.expected_return(mdp, teacher), rel=1e-12
+        )
+        for name in ("kl_student", "kl_teacher", "kl_uniform"):
+            assert result.teacher_metrics[name][i] == 0.0
+
+
+def test_snapshots_are_taken_exactly_at_the_evaluation_points(grids):
+    part = subset(grids, 0, 5)
+    np.testing.assert_array_equal(R.eval_iterations(10, 4), [0, 4, 8, 10])
+    np.testing.assert_array_equal(R.eval_iterations(8, 4), [0, 4, 8])
+    long = R.run_distillation(part, "n_distill", iterations=10, eval_every=4, seed=4)
+    assert long.metrics["return"].shape == (5, 4)
+    for column, its in enumerate([4, 8, 10]):
+        short = R.run_distillation(part, "n_distill", iterations=its, eval_every=its, seed=4)
+        # Per-MDP streams: the first `its` episodes of the long run are the short run's.
+        np.testing.assert_array_equal(
+            long.metrics["return"][:, column + 1], short.metrics["return"][:, -1]
+        )
+
+
+def test_zero_iterations_evaluates_the_initial_students_only(grids):
+    part = subset(grids, 0, 3)
+    result = R.run_distillation(part, "on_policy_distill", iterations=0, eval_every=5)
+    np.testing.assert_array_equal(result.eval_iterations, [0])
+    assert result.step_calls == 0
+    assert np.all(result.env_steps == 0)
+    assert np.all(np.isfinite(result.metrics["return"]))
+
+
+def test_rows_summarise_across_mdps(grids):
+    part = subset(grids, 0, 6)
+    result = R.run_distillation(
+        part, "on_policy_distill", iterations=20, eval_every=10, metrics=("return", "kl_student")
+    )
+    rows = result.to_rows("figX", "p", method="student_driven")
+    assert len(rows) == 2 * 3 * 2  # metrics x evaluation points x (student, teacher)
+    students = [r for r in rows if r.method == "student_driven" and r.metric == "return"]
+    mean, low, high, _ = summarize(result.metrics["return"])
+    assert [r.iteration for r in students] == [0, 10, 20]
+    assert [r.mean for r in students] == list(mean)
+    assert [r.ci_low for r in students] == list(low)
+    assert [r.ci_high for r in students] == list(high)
+    assert all(r.n_mdps == 6 for r in rows)
+    teacher = [r for r in rows if r.method == "teacher" and r.metric == "return"]
+    assert len(teacher) == 3
+    for r in teacher:
+        assert r.mean == pytest.approx(result.teacher_metrics["return"].mean(), rel=1e-12)
+    assert all(r.method != "teacher" for r in result.to_rows("f", "p", include_teacher=False))
+
+
+def test_progress_counts_every_episode(grids):
+    part = subset(grids, 0, 4)
+    counts: list[int] = []
+    R.run_distillation(
+        part, "on_policy_distill", iterations=15, eval_every=15, progress=counts.append
+    )
+    assert sum(counts) == 4 * 15
+
+
+# --------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "policy_distill"}, "method must be one of"),
+        ({"control": "greedy"}, "control must be one of"),
+        ({"critic": "q"}, "critic must be"),
+        ({"metrics": ("return", "loss")}, "metrics must be"),
+        ({"metrics": ()}, "metrics must be"),
+        ({"iterations": -1}, "iterations must be an integer >= 0"),
+        ({"eval_every": 0}, "eval_every must be an integer >= 1"),
+        ({"chunk_size": 0}, "chunk_size must be an integer >= 1"),
+        ({"seed": -2}, "seed must be an integer >= 0"),
+        ({"lr": 0.0}, "lr must be a positive number"),
+        ({"gamma": 1.5}, "gamma must be a number in"),
+        ({"progress": "yes"}, "progress must be"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(grids, kwargs, match):
+    args = {"method": "on_policy_distill", "iterations": 5, "eval_every": 5, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        R.run_distillation(subset(grids, 0, 2), **args)
+
+
+def test_teachers_that_do_not_fit_are_refused(grids):
+    part = subset(grids, 0, 2)
+    with pytest.raises(ValueError, match="needs the teacher's values"):
+        R.run_distillation(
+            part.replace(values=None), "teacher_v_reward", iterations=1, eval_every=1
+        )
+    with pytest.raises(ValueError, match="table indices but its teacher has"):
+        R.run_distillation(
+            part.replace(env_kwargs={"width": 7, "height": 7}), "on_policy_distill",
+            iterations=1, eval_every=1,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="record no env_id"):
+        R.run_distillation(
+            part.replace(env_id=None), "on_policy_distill", iterations=1, eval_every=1
+        )
+    with pytest.raises(ValueError, match="must be a Teachers container"):
+        R.run_distillation(part.probs, "on_policy_distill", iterations=1, eval_every=1)
+
+
+def test_student_needs_keep_students(grids):
+    result = R.run_distillation(
+        subset(grids, 0, 2), "on_policy_distill", iterations=2, eval_every=2
+    )
+    with pytest.raises(ValueError, match="keep_students=True"):
+        result.student(0)
+
+
+def test_per_mdp_uniforms_only_serve_the_vector_envs_blocks():
+    seen = []
+    gen = R.PerMDPUniforms(3, lambda block: seen.append(block.shape) or block.fill(0.25))
+    block = np.empty((2, 3))
+    assert gen.random(out=block) is block
+    assert seen == [(2, 3)] and np.all(block == 0.25)
+    for draw in (
+        lambda: gen.random(),
+        lambda: gen.random(out=np.empty((2, 4))),
+        lambda: gen.integers(0, 3),
+    ):
+        with pytest.raises(RuntimeError, match="PerMDPUniforms"):
+            draw()
+
+
+def test_mdp_seed_is_a_function_of_seed_and_index():
+    assert R.mdp_seed(0, 1) == R.mdp_seed(0, 1)
+    assert len({R.mdp_seed(s, g) for s in range(3) for g in range(3)}) == 9
+    with pytest.raises(ValueError, match="mdp must be a non-negative integer"):
+        R.mdp_seed(0, -1)
