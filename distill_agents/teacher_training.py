@@ -13,15 +13,20 @@ Episode accounting and finished MDPs
     numbers of steps for them (1000 random 20x20 grids, 30 000 episodes: 0.26 M steps on
     average, 3 M for the slowest, whose goal is out of reach), and a vector env steps all its
     sub-envs, so simply masking finished sub-envs would spend ~90% of the steps on finished
-    MDPs and make the slowest MDP the critical path (3 M ``step`` calls). Training therefore
-    runs in *phases*: phase 0 has one sub-env (*actor*) per MDP (plain sequential Q-learning);
-    when fewer than half of the actors are still busy, no new episodes are started, the
-    running ones finish (*drain*), and a new vector env is built for the MDPs with episodes
-    left, giving each ``k_g`` actors (``k_g`` proportional to its remaining steps, at most
-    ``max_actors``, at most its remaining episodes). Actors of one MDP share its table: their
-    episodes overlap in time and their updates interleave in actor order (like parallel
-    actors); ``max_actors=1`` keeps every MDP strictly sequential (phases then only drop the
-    finished MDPs).
+    MDPs and make the slowest MDP the critical path (3 M ``step`` calls, ~2 minutes). Training
+    therefore runs in *phases*. Phase 0 has one sub-env (*actor*) per MDP: plain sequential
+    Q-learning (or A2C); an actor whose MDP has started all its episodes goes idle (still
+    stepped, never learned from). Once fewer than half of the actors are busy, the trainer
+    checks every :data:`PLAN_EVERY` calls whether a new phase would be cheaper than going on,
+    under a fixed cost model (:data:`CALL_COST` per ``step`` call, one unit per actor-step,
+    :data:`BUILD_COST` per sub-env built; deterministic, so results stay reproducible). If so,
+    it starts no new episodes, lets the running ones end (*drain*), and builds a vector env for
+    the MDPs with episodes left, giving MDP ``g`` ``k_g`` actors: proportional to its expected
+    remaining steps, at most ``max_actors`` and at most its remaining episodes. Actors of one
+    MDP share its table: their episodes overlap in time and their updates interleave in actor
+    order (like synchronous parallel actors); ``max_actors=1`` keeps every MDP strictly
+    sequential (phases then only drop the finished MDPs). Every episode is complete: none is
+    cut by a rebuild.
 
 Randomness and chunks
     Training randomness flows from ``seed``: the vector env of phase ``p`` is reset with a
@@ -805,13 +810,55 @@ def _exact_returns_batch(
             out.append(values)
     optimal = np.full(b, np.nan)
     try:
-        best, _ = planning.value_iteration(mdps, gamma=1.0)
-        optimal = np.einsum("bs,bs->b", np.asarray(models.initial[lo:hi]), np.asarray(best))
-    except ValueError:  # gamma = 1 does not converge (absorb_prob = 0): the gamma = 0.99 policy
-        _, q = planning.value_iteration(mdps, gamma=0.99)
-        with contextlib.suppress(ValueError):
-            optimal = np.asarray(planning.expected_return(mdps, planning.greedy_policy(q)))
+        optimal = _undiscounted_optimum(models, lo, hi)
+    except ValueError:  # some policy never ends (absorb_prob = 0): value iteration, or gamma 0.99
+        try:
+            best, _ = planning.value_iteration(mdps, gamma=1.0)
+            optimal = np.einsum("bs,bs->b", np.asarray(models.initial[lo:hi]), np.asarray(best))
+        except ValueError:
+            _, q = planning.value_iteration(mdps, gamma=0.99)
+            with contextlib.suppress(ValueError):
+                optimal = np.asarray(planning.expected_return(mdps, planning.greedy_policy(q)))
     return out[0], optimal, out[1]
+
+
+def _undiscounted_optimum(models: Any, lo: int, hi: int, max_iter: int = 1000) -> NDArray:
+    """Best expected undiscounted return from the start of MDPs ``lo .. hi-1`` ``[b]``.
+
+    Policy iteration with ``gamma = 1`` over the action rows (exact linear solves, the current
+    row kept on ties, so it stops), from the uniform policy. It equals value iteration's
+    ``gamma = 1`` optimum and is much faster (a handful of solves instead of thousands of
+    sweeps).
+
+    Raises:
+        ValueError: some policy met on the way never ends (e.g. ``absorb_prob = 0``).
+    """
+    mdps = [models.mdp(i) for i in range(lo, hi)]
+    next_states = np.asarray(models.next_states[lo:hi])
+    next_probs = np.asarray(models.next_probs[lo:hi])
+    row_rewards = (next_probs * np.asarray(models.next_rewards[lo:hi])).sum(axis=-1)
+    terminal = np.asarray(models.terminal[lo:hi])
+    action_rows = np.asarray(models.action_rows)
+    b, s = next_states.shape[:2]
+    used = np.unique(action_rows)
+    first_action = np.array([int(np.flatnonzero(action_rows == row)[0]) for row in used])
+    rows = np.zeros((b, s), dtype=np.int64)  # index into `used`
+    policy = np.full((b, s, action_rows.size), 1.0 / action_rows.size)
+    flat = next_states + (np.arange(b) * s)[:, None, None, None]
+    for _ in range(max_iter):
+        values = planning.policy_evaluation(mdps, policy, gamma=1.0)
+        q_rows = row_rewards + (next_probs * values.ravel()[flat]).sum(axis=-1)
+        q_rows = np.where(terminal[..., None], 0.0, q_rows)[..., used]
+        best = q_rows.max(axis=-1)
+        current = np.take_along_axis(q_rows, rows[..., None], axis=-1)[..., 0]
+        scale = 1e-12 * np.maximum(1.0, np.abs(best))
+        change = current < best - scale
+        if not change.any() and policy.max() == 1.0:
+            return np.einsum("bs,bs->b", np.asarray(models.initial[lo:hi]), values)
+        rows = np.where(change, q_rows.argmax(axis=-1), rows)
+        policy = np.zeros((b, s, action_rows.size))
+        np.put_along_axis(policy, first_action[rows][..., None], 1.0, axis=-1)
+    raise ValueError(f"policy iteration did not stop within {max_iter} iterations")
 
 
 def make_teachers(

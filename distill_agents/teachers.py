@@ -657,7 +657,8 @@ def planned_teachers(
     policy's own expected visits from the start: with full observations (one state per index)
     this is exact; with partial observations the states sharing an index are averaged in the
     proportion the policy visits them (an index none of its states is visited under gets their
-    plain average). ``q_values`` are averaged the same way and ``values = sum_a pi Q``.
+    plain average, as do all indices if the policy can loop forever). ``q_values`` are
+    averaged the same way and ``values = sum_a pi Q``.
 
     Args:
         models: :class:`gridworld_env.vector.StackedModels` (``envs.models`` of an index vector
@@ -671,7 +672,10 @@ def planned_teachers(
     _, q_states = planning.value_iteration(mdps, gamma=gamma, minimise=minimise)
     q_states = np.asarray(q_states)
     state_policy = planning.softmax_policy(-q_states if minimise else q_states, temperature)
-    visits = planning.expected_visits(mdps, state_policy)
+    try:
+        visits = planning.expected_visits(mdps, state_policy)
+    except ValueError:  # the policy never ends from some state: weigh aliased states equally
+        visits = np.zeros(state_policy.shape[:2])
     n = int(np.max(models.n_indices))
     index = np.asarray(models.state_to_index)
     probs = index_average(state_policy, index, visits, n)

@@ -620,3 +620,16 @@ def test_exact_returns_in_small_batches_match_one_batch(monkeypatch):
     np.testing.assert_array_equal(teacher, run.teacher_return)
     np.testing.assert_array_equal(optimal, run.optimal_return)
     np.testing.assert_array_equal(uniform, run.uniform_return)
+
+
+def test_undiscounted_optimum_by_policy_iteration_equals_value_iteration():
+    for env in (TeacherEnv(layout_base=3), TeacherEnv("DistillChain-v0", {"length": 9})):
+        models = env.make_vec(range(3)).models
+        best, _ = planning.value_iteration([models.mdp(i) for i in range(3)], gamma=1.0)
+        expected = np.einsum("bs,bs->b", models.initial, best)
+        np.testing.assert_allclose(training._undiscounted_optimum(models, 0, 3), expected,
+                                   atol=1e-8)  # fmt: skip
+    no_exit = ["###", "S..", "###"]  # no terminal cell and no absorption: no policy ends
+    stuck = TeacherEnv("DistillGrid-v0", {"layout": no_exit, "absorb_prob": 0.0})
+    with pytest.raises(ValueError):
+        training._undiscounted_optimum(stuck.make_vec([0]).models, 0, 1)
