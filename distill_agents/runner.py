@@ -52,7 +52,10 @@ Evaluation
     expected per-episode sums of ``KL(pi || pi_theta)`` along trajectories of the student, the
     teacher and the uniform policy (``planning.expected_kl``; Fig. 3's columns). The visits of
     the teacher and of the uniform policy are computed once per MDP. The teacher's own values
-    (``return``; 0 for the KLs) are recorded too.
+    (``return``; 0 for the KLs) are recorded too. The computation goes through
+    ``planning.expected_visits`` on action-row weights (see :class:`_Evaluator`), which gives
+    the values of ``planning.expected_return``/``expected_kl`` (bit for bit with 4 actions,
+    to ~1e-14 relative otherwise) without building ``[S, A]`` arrays.
 
 Memory
     MDPs are processed in chunks of consecutive MDPs, each with its own vector env; the chunk
@@ -449,7 +452,15 @@ def _weighted_sum(visits: NDArray[np.float64], cost: NDArray[np.float64]) -> NDA
 
 
 class _Evaluator:
-    """Exact metrics of students (and teachers) on the models of one chunk of MDPs."""
+    """Exact metrics of students (and teachers) on the models of one chunk of MDPs.
+
+    The planning functions only use a policy through the probability it gives each *action
+    row* of the compact model (:func:`distill_agents.planning.expected_visits`), so the
+    evaluation works on row weights ``[n, S, K]`` (``K <= 5``) of a copy of each model whose
+    actions are its rows, and on per-index quantities ``[n, N, A]`` gathered to states: the
+    same numbers as the ``[n, S, A]`` state policies would give (the row sums are taken the
+    same way), at a fraction of the cost when ``A`` is large.
+    """
 
     def __init__(
         self,
@@ -457,69 +468,98 @@ class _Evaluator:
         teacher_probs: NDArray[np.float64],
         metrics: Sequence[str],
     ) -> None:
+        from gridworld_env.mdp import TabularMDP
+
         b = models.n_envs
-        self.mdps = [models.mdp(i) for i in range(b)]
+        n_rows = models.n_rows
+        self.row_mdps = [
+            TabularMDP(
+                models.next_states[i],
+                models.next_probs[i],
+                models.next_rewards[i],
+                np.arange(n_rows),
+                models.initial[i],
+                models.terminal[i],
+            )
+            for i in range(b)
+        ]
         self.state_to_index = np.asarray(models.state_to_index)
         self.terminal = np.asarray(models.terminal)
-        self.action_rows = np.asarray(models.action_rows)
+        rows = np.asarray(models.action_rows)
+        self.n_actions = int(rows.size)
+        self.masks = (
+            None if np.array_equal(rows, np.arange(n_rows)) else [rows == k for k in range(n_rows)]
+        )
+        self.uniform_rows = self._row_weights(np.full((1, self.n_actions), 1.0 / self.n_actions))[0]
         self.row_rewards = (np.asarray(models.next_probs) * np.asarray(models.next_rewards)).sum(-1)
         self.teacher_probs = teacher_probs
         self.metrics = tuple(metrics)
-        n_states, n_actions = models.n_states, models.n_actions
-        per_policy = 8.0 * n_states * n_actions
-        self.batch = int(max(1, min(EVAL_MAX_BATCH, EVAL_BUDGET_BYTES // (6 * per_policy))))
+        per_mdp = 8.0 * teacher_probs.shape[1] * self.n_actions
+        self.batch = int(max(1, min(EVAL_MAX_BATCH, EVAL_BUDGET_BYTES // (4 * per_mdp))))
         self.visits: dict[str, NDArray[np.float64]] = {}
         if "kl_teacher" in self.metrics:
-            self.visits["teacher"] = self._fixed_visits(lambda idx: self._teacher_policy(idx))
+            self.visits["teacher"] = self._fixed_visits(self._teacher_rows)
         if "kl_uniform" in self.metrics:
-            uniform = 1.0 / n_actions
             self.visits["uniform"] = self._fixed_visits(
-                lambda idx: np.full((len(idx), n_states, n_actions), uniform)
+                lambda idx: np.broadcast_to(
+                    self.uniform_rows, (*self.state_to_index[idx].shape, self.uniform_rows.size)
+                )
             )
 
     def _batches(self, n: int) -> Iterable[slice]:
         for lo in range(0, n, self.batch):
             yield slice(lo, min(n, lo + self.batch))
 
-    def _teacher_policy(self, idx: NDArray[np.int64]) -> NDArray[np.float64]:
-        return planning.observation_policy_to_state_policy(
-            self.teacher_probs[idx], self.state_to_index[idx]
-        )
-
-    def _fixed_visits(
-        self, policy: Callable[[NDArray[np.int64]], NDArray[np.float64]]
-    ) -> NDArray[np.float64]:
-        """Visits of a policy that does not change during training; NaN rows where undefined."""
-        b = len(self.mdps)
-        out = np.empty((b, self.state_to_index.shape[1]))
-        for sl in self._batches(b):
-            idx = np.arange(sl.start, sl.stop)
-            out[sl] = self._visits_or_nan(idx, policy(idx))
+    def _row_weights(self, probs: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``[..., K]`` probability of each action row (as ``planning``'s row weights)."""
+        if self.masks is None:
+            return probs
+        out = np.empty((*probs.shape[:-1], len(self.masks)))
+        for k, mask in enumerate(self.masks):
+            out[..., k] = probs[..., mask].sum(axis=-1)
         return out
 
-    def _visits_or_nan(self, idx: NDArray[np.int64], policy: NDArray[np.float64]) -> NDArray:
-        mdps = [self.mdps[i] for i in idx]
-        try:
-            return np.asarray(planning.expected_visits(mdps, policy))
-        except ValueError:
-            out = np.empty((len(idx), policy.shape[1]))
-            for r, i in enumerate(idx):
-                try:
-                    out[r] = planning.expected_visits(self.mdps[i], policy[r])
-                except ValueError:
-                    out[r] = np.nan
-            return out
+    def _to_states(self, idx: NDArray[np.int64], per_index: NDArray, fill: Any) -> NDArray:
+        """Gather ``[n, N, ...]`` per-index values to ``[n, S, ...]``; ``fill`` where no index."""
+        index = self.state_to_index[idx]
+        safe = np.where(index < 0, 0, index)
+        extra = per_index.ndim - 2
+        out = np.take_along_axis(per_index, safe.reshape(*safe.shape, *([1] * extra)), axis=1)
+        out[index < 0] = fill
+        return out
 
-    def _policy_rewards(self, idx: NDArray[np.int64], policy: NDArray[np.float64]) -> NDArray:
+    def _teacher_rows(self, idx: NDArray[np.int64]) -> NDArray[np.float64]:
+        return self._to_states(idx, self._row_weights(self.teacher_probs[idx]), self.uniform_rows)
+
+    def _fixed_visits(
+        self, rows: Callable[[NDArray[np.int64]], NDArray[np.float64]]
+    ) -> NDArray[np.float64]:
+        """Visits of a policy that does not change during training; NaN rows where undefined."""
+        b = len(self.row_mdps)
+        out = np.empty(self.state_to_index.shape)
+        for sl in self._batches(b):
+            idx = np.arange(sl.start, sl.stop)
+            out[sl] = self._visits(idx, np.ascontiguousarray(rows(idx)), strict=False)
+        return out
+
+    def _visits(self, idx: NDArray[np.int64], rows: NDArray[np.float64], strict: bool) -> NDArray:
+        mdps = [self.row_mdps[i] for i in idx]
+        try:
+            return np.asarray(planning.expected_visits(mdps, rows))
+        except ValueError:
+            if strict:
+                raise
+        out = np.empty(rows.shape[:2])
+        for r, i in enumerate(idx):
+            try:
+                out[r] = planning.expected_visits(self.row_mdps[i], rows[r])
+            except ValueError:
+                out[r] = np.nan
+        return out
+
+    def _rewards(self, idx: NDArray[np.int64], rows: NDArray[np.float64]) -> NDArray:
         """Expected immediate reward per state ``[n, S]`` (as ``planning.expected_return``)."""
-        n_rows = self.row_rewards.shape[-1]
-        rows = self.action_rows
-        if n_rows == rows.size and np.array_equal(rows, np.arange(n_rows)):
-            weights = policy.copy()
-        else:
-            weights = np.zeros((*policy.shape[:2], n_rows))
-            for row in range(n_rows):
-                weights[..., row] = policy[..., rows == row].sum(axis=-1)
+        weights = rows.copy()
         weights[self.terminal[idx]] = 0.0
         out: NDArray = (weights * self.row_rewards[idx]).sum(axis=-1)
         return out
@@ -533,42 +573,39 @@ class _Evaluator:
             ValueError: a student whose episodes do not end (no exact values).
         """
         out = {name: np.empty(len(idx)) for name in self.metrics}
+        need_visits = "return" in self.metrics or "kl_student" in self.metrics
         for sl in self._batches(len(idx)):
             part = idx[sl]
-            policy = planning.observation_policy_to_state_policy(
-                _softmax(logits[sl]), self.state_to_index[part]
-            )
-            need_visits = "return" in self.metrics or "kl_student" in self.metrics
-            visits = (
-                np.asarray(planning.expected_visits([self.mdps[i] for i in part], policy))
-                if need_visits
-                else None
-            )
-            if "return" in self.metrics:
-                assert visits is not None
-                out["return"][sl] = _weighted_sum(visits, self._policy_rewards(part, policy))
+            probs = _softmax(logits[sl])
+            if need_visits:
+                rows = self._to_states(part, self._row_weights(probs), self.uniform_rows)
+                visits = self._visits(part, rows, strict=True)
+                if "return" in self.metrics:
+                    out["return"][sl] = _weighted_sum(visits, self._rewards(part, rows))
             if any(name.startswith("kl_") for name in self.metrics):
-                kl = planning.policy_kl(self._teacher_policy(part), policy)
+                kl = self._to_states(part, planning.policy_kl(self.teacher_probs[part], probs), 0.0)
                 if "kl_student" in self.metrics:
-                    assert visits is not None
                     out["kl_student"][sl] = _weighted_sum(visits, kl)
                 for name, key in (("kl_teacher", "teacher"), ("kl_uniform", "uniform")):
                     if name in self.metrics:
-                        out[name][sl] = _weighted_sum(self.visits[key][part], kl)
-                        out[name][sl][np.isnan(self.visits[key][part]).any(axis=-1)] = np.nan
+                        fixed = self.visits[key][part]
+                        values = _weighted_sum(fixed, kl)
+                        values[np.isnan(fixed).any(axis=-1)] = np.nan
+                        out[name][sl] = values
         return out
 
     def teachers(self) -> dict[str, NDArray[np.float64]]:
         """The teachers' own metrics ``{name: [b]}``: their return (NaN if undefined), 0 KLs."""
-        b = len(self.mdps)
+        b = len(self.row_mdps)
         out = {name: np.zeros(b) for name in self.metrics}
         if "return" in self.metrics:
             for sl in self._batches(b):
                 idx = np.arange(sl.start, sl.stop)
-                policy = self._teacher_policy(idx)
-                visits = self._visits_or_nan(idx, policy)
-                out["return"][sl] = _weighted_sum(visits, self._policy_rewards(idx, policy))
-                out["return"][sl][np.isnan(visits).any(axis=-1)] = np.nan
+                rows = self._teacher_rows(idx)
+                visits = self._visits(idx, rows, strict=False)
+                values = _weighted_sum(visits, self._rewards(idx, rows))
+                values[np.isnan(visits).any(axis=-1)] = np.nan
+                out["return"][sl] = values
         return out
 
 

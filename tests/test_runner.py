@@ -219,8 +219,10 @@ def test_memory_budget_sets_the_chunk_size_without_changing_results():
 
 
 # ---------------------------------------------------------------------------- evaluation
-def test_metrics_are_the_exact_planning_values(grids):
-    part = subset(grids, 0, 5)
+@pytest.mark.parametrize("env_kw", [{}, {"n_actions": 40}, {"observation": "partial"}])
+def test_metrics_are_the_exact_planning_values(env_kw):
+    # The runner evaluates on action rows and table indices; planning on [S, A] state policies.
+    part = grid_teachers(4, seed=11, **env_kw)
     result = R.run_distillation(
         part, "on_policy_distill", iterations=25, eval_every=25, metrics=R.METRICS,
         keep_students=True,
