@@ -1,0 +1,1184 @@
+"""``distill-grid reproduce``: every figure of the paper from one command (SPEC 4.1, 5).
+
+```
+distill-grid reproduce {fig2,...,fig10,all} [--mdps N] [--iterations N] [--panels P1,P2]
+                       [--out DIR] [--seed S] [--quick] [--backend local|ray] [--workers W]
+                       [--max-actions A] [--teacher-episodes N] [--no-progress]
+```
+
+runs the experiment :data:`distill_agents.experiments.EXPERIMENTS` defines for the figure and
+writes, in ``DIR`` (default ``runs/reproduce``):
+
+- ``<fig>.csv``: the curves in the long format of SPEC 4 (:mod:`distill_agents.results`), with
+  the panel, method and metric names of SPEC 4.1, and rows with method ``teacher``;
+- ``<fig>.png``: one subplot per panel (per panel and metric for Figs. 2 and 3), one colour per
+  method, shaded 95% intervals, the teacher dotted (:func:`distill_agents.plotting.plot_rows`);
+- ``<fig>.json``: the arguments, the resolved settings, the package version, ``env_steps``
+  (students plus trained teachers, over every piece of the results, also those computed by an
+  earlier, interrupted invocation), ``wall_seconds`` of this invocation, the CSV's SHA-256, and
+  the experiment's analysis (:func:`distill_agents.experiments.analyse`).
+
+Fig. 7 writes ``fig7.png`` (the example MDP), ``fig7.txt`` (its layout and cell counts) and
+``fig7.json``; Fig. 2 integrates the exact expected update on the oscillation MDP.
+
+How a figure is computed
+    Each panel has a teacher and a list of curves (method, control). The MDPs ``0 .. N-1`` (MDP
+    ``i`` has layout seed ``seed + i``) are cut into *pieces* of consecutive MDPs
+    (:func:`piece_ranges`: at most :data:`PIECE_MDPS`, fewer for large action sets so that a
+    piece fits :data:`PIECE_BYTES`), and every (panel, curve, piece) is one call of
+    :func:`distill_agents.runner.run_distillation` with ``first_mdp`` set, so that thanks to the
+    runner's per-MDP random streams the results do not depend on the cutting. Trained teachers
+    (Q-learning, A2C) are trained once for all MDPs with
+    :func:`distill_agents.teacher_training.make_teachers` (their tables depend on the batch they
+    were trained in); temperatures and noise are applied to the same tables, exactly as
+    ``make_teachers(temperature=..., noise=...)`` would. Planned teachers (optimal, adversarial)
+    depend on their MDP alone and are computed per piece.
+
+Resuming: content-addressed pieces in ``DIR/.state``
+    Every finished piece is written at once, atomically, to
+    ``DIR/.state/pieces/<key-hash>.npz`` (validated on load, ``allow_pickle=False``); trained
+    teachers go to ``DIR/.state/teachers/``. A piece's key is everything its numbers depend on
+    (teacher identity, method, control, resolved critic, lr, gamma, iterations, evaluation
+    points, metrics, seed, MDP range, package version); the key is stored in the file and
+    checked on load. Starting the same command again therefore skips every finished piece and
+    gives bit-identical files; a piece shared by several figures (e.g. Fig. 10 reuses Fig. 4's
+    curves, Fig. 8 Fig. 5's, ``baseline`` does not depend on the teacher) is computed once.
+    *A changed argument cannot mix with old results*: its pieces have other keys. It is also
+    detected and reported: ``DIR/.state/manifests/<fig>.json`` records the settings of the last
+    run of the figure, and a run with other settings prints one line naming what changed; the
+    old pieces are kept (going back to the old arguments resumes them). A missing, truncated or
+    tampered piece is recomputed. Delete ``DIR/.state`` to start over.
+
+Parallelism
+    ``--workers W`` (default: the number of CPUs, at most 2 with ``--quick`` ... 1) runs pieces
+    in ``W`` processes (spawned; each with one numba thread); results do not depend on ``W``.
+    ``--backend ray`` is not available yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from distill_agents import experiments as X
+from distill_agents import methods as M
+from distill_agents.results import CurveRow, curve_rows
+
+__all__ = [
+    "DEFAULT_OUT",
+    "NO_PROGRESS_ENV",
+    "PIECE_BYTES",
+    "PIECE_MDPS",
+    "STATE_VERSION",
+    "FigureSettings",
+    "add_arguments",
+    "figure_settings",
+    "main",
+    "oscillation_rows",
+    "piece_ranges",
+    "reproduce_figure",
+    "run",
+]
+
+#: Output directory by default.
+DEFAULT_OUT = "runs/reproduce"
+#: Set this environment variable (to anything but "" or "0") to hide progress bars.
+NO_PROGRESS_ENV = "DISTILL_GRID_NO_PROGRESS"
+#: Most MDPs in one piece (the unit of resumption and of parallel work).
+PIECE_MDPS = 500
+#: Memory one piece's teacher and student tables may take (bytes); bounds pieces for large
+#: action sets. A constant, so that the cutting depends on the settings only.
+PIECE_BYTES = 1.5e9
+#: ``[N, A]`` float64 tables per MDP counted against :data:`PIECE_BYTES` (teacher probabilities
+#: and log-probabilities, the runner's logits, snapshots and evaluation policies).
+PIECE_TABLES = 8
+#: Version of the state layout in ``DIR/.state`` (part of every key).
+STATE_VERSION = 1
+_PIECE_KIND = "reproduce_piece"
+_ALL = "all"
+
+
+# ------------------------------------------------------------------------------ arguments
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``distill-grid reproduce`` on ``parser``."""
+    parser.add_argument("figure", help=f"one of {', '.join((*X.FIGURES, _ALL))}")
+    parser.add_argument(
+        "--mdps", type=int, default=None, help="random MDPs per panel (default 1000; --quick 12)"
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="training episodes per MDP (default 30000; Fig. 2: update steps, 9000)",
+    )
+    parser.add_argument(
+        "--panels", default=None, help="comma-separated subset of the figure's panels"
+    )
+    parser.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="MDP i has layout seed SEED + i; training seed"
+    )
+    parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
+    parser.add_argument("--backend", default="local", help="local (default) or ray")
+    parser.add_argument("--ray-address", default=None, help="address of a Ray cluster (ray)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes for the pieces (default: CPUs; 1 with --quick); results do not depend "
+        "on it",
+    )
+    parser.add_argument(
+        "--max-actions",
+        type=int,
+        default=None,
+        help="leave out panels with more actions (e.g. 40 skips Figs. 4/10's |A| >= 400)",
+    )
+    parser.add_argument(
+        "--teacher-episodes",
+        type=int,
+        default=None,
+        help="training episodes of Q-learning/A2C teachers (default 30000; --quick 300)",
+    )
+    parser.add_argument(
+        "--eval-points",
+        type=int,
+        default=None,
+        help="evaluation points per curve after the start (default 30; Fig. 2: 900)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help=f"hide the progress bars (also: {NO_PROGRESS_ENV}=1)",
+    )
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """The resolved settings of one figure's run (what its results depend on).
+
+    Attributes:
+        figure: figure id.
+        mdps: number of MDPs.
+        iterations: training episodes per MDP (update steps for Fig. 2).
+        eval_every: evaluation period ``k``.
+        teacher_episodes: episodes of trained teachers.
+        seed: the seed.
+        panels: the panels run, in order.
+        skipped: panels left out by ``--max-actions``.
+    """
+
+    figure: str
+    mdps: int
+    iterations: int
+    eval_every: int
+    teacher_episodes: int
+    seed: int
+    panels: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
+
+    def manifest(self) -> dict[str, Any]:
+        """The settings that decide the numbers (panels excluded: pieces are per panel)."""
+        return {
+            "figure": self.figure,
+            "mdps": self.mdps,
+            "iterations": self.iterations,
+            "eval_every": self.eval_every,
+            "teacher_episodes": self.teacher_episodes,
+            "seed": self.seed,
+        }
+
+
+def _positive(name: str, value: Any, low: int = 1) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise ValueError(f"--{name} must be an integer >= {low}, got {value}")
+
+
+def figure_settings(
+    figure: str,
+    *,
+    quick: bool = False,
+    mdps: int | None = None,
+    iterations: int | None = None,
+    panels: Sequence[str] | None = None,
+    seed: int = 0,
+    max_actions: int | None = None,
+    teacher_episodes: int | None = None,
+    eval_points: int | None = None,
+) -> FigureSettings:
+    """Resolve one figure's settings from the experiment's scale and the overrides.
+
+    Raises:
+        ValueError: a bad value (one line naming the option and what it accepts).
+    """
+    exp = X.get_experiment(figure)
+    _positive("mdps", mdps)
+    _positive("iterations", iterations)
+    _positive("seed", seed, 0)
+    _positive("max-actions", max_actions)
+    _positive("teacher-episodes", teacher_episodes)
+    _positive("eval-points", eval_points)
+    scale = exp.quick if quick else exp.full
+    n_iterations = scale.iterations if iterations is None else iterations
+    points = scale.eval_points if eval_points is None else eval_points
+    chosen = exp.panel_names
+    if panels is not None:
+        unknown = [p for p in panels if p not in exp.panel_names]
+        if unknown or not panels:
+            names = ", ".join(exp.panel_names) or "(none)"
+            raise ValueError(f"--panels: {figure} has no panel {unknown[0]!r}; its panels: {names}")
+        chosen = tuple(p for p in exp.panel_names if p in panels)
+    skipped: tuple[str, ...] = ()
+    if max_actions is not None:
+        skipped = tuple(p for p in chosen if exp.panel(p).teacher.n_actions > max_actions)
+        chosen = tuple(p for p in chosen if p not in skipped)
+        if not chosen and exp.panels:
+            raise ValueError(
+                f"--max-actions {max_actions} leaves no panel of {figure} (skipped: "
+                f"{', '.join(skipped)})"
+            )
+    return FigureSettings(
+        figure=figure,
+        mdps=1 if exp.kind != "curves" else (scale.mdps if mdps is None else mdps),
+        iterations=n_iterations,
+        eval_every=max(1, n_iterations // points),
+        teacher_episodes=scale.teacher_episodes if teacher_episodes is None else teacher_episodes,
+        seed=seed,
+        panels=chosen,
+        skipped=skipped,
+    )
+
+
+# ------------------------------------------------------------------------------ keys
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _digest(key: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(key).encode()).hexdigest()[:24]
+
+
+def _version() -> str:
+    from distill_agents import __version__
+
+    return str(__version__)
+
+
+def _env_key(spec: X.TeacherSpec, seed: int) -> dict[str, Any]:
+    return {"env_id": spec.env_id, "env_kwargs": dict(spec.env_kwargs), "layout_base": seed}
+
+
+def _trained_key(spec: X.TeacherSpec, settings: FigureSettings) -> dict[str, Any]:
+    """Identity of a trained teacher's tables (before temperature and noise)."""
+    key = {
+        "state_version": STATE_VERSION,
+        "version": _version(),
+        "kind": spec.kind,
+        **_env_key(spec, settings.seed),
+        "n_mdps": settings.mdps,
+        "seed": settings.seed,
+        "episodes": settings.teacher_episodes,
+    }
+    if spec.kind == "a2c":
+        key["a2c_variant"] = "mc"
+    return key
+
+
+def _teacher_key(spec: X.TeacherSpec, settings: FigureSettings) -> dict[str, Any]:
+    """Identity of a panel's teachers."""
+    if spec.trained:
+        base: dict[str, Any] = _trained_key(spec, settings)
+    else:
+        base = {"kind": spec.kind, **_env_key(spec, settings.seed)}
+    return {
+        **base,
+        "temperature": spec.temperature,
+        "noise": spec.noise,
+        "noise_seed": settings.seed,
+    }
+
+
+def piece_ranges(n_mdps: int, n_states: int, n_actions: int) -> list[tuple[int, int]]:
+    """Consecutive MDP ranges ``[lo, hi)`` covering ``0 .. n_mdps - 1``.
+
+    At most :data:`PIECE_MDPS` MDPs each, and at most as many as fit :data:`PIECE_BYTES` with
+    :data:`PIECE_TABLES` ``[S, A]`` float64 tables per MDP (at least one MDP).
+    """
+    per_mdp = PIECE_TABLES * 8.0 * n_states * n_actions
+    size = int(max(1, min(PIECE_MDPS, PIECE_BYTES // per_mdp)))
+    return [(lo, min(n_mdps, lo + size)) for lo in range(0, n_mdps, size)]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One unit of work: a curve of a panel on a range of MDPs."""
+
+    key: dict[str, Any]
+    path: str
+    spec: X.TeacherSpec
+    method: str
+    control: str | None
+    critic: str | None
+    lr: float
+    gamma: float
+    metrics: tuple[str, ...]
+    settings: FigureSettings
+    lo: int
+    hi: int
+    teacher_file: str | None
+
+    @property
+    def episodes(self) -> int:
+        return (self.hi - self.lo) * self.settings.iterations
+
+
+def _resolved_critic(method: str, critic: str | None) -> str:
+    spec = M.parse_method(method)
+    if spec.forced_critic is not None:
+        return spec.forced_critic
+    return spec.critic_mode(critic)
+
+
+def _piece_key(
+    exp: X.Experiment,
+    panel: X.Panel,
+    curve: X.Curve,
+    settings: FigureSettings,
+    lo: int,
+    hi: int,
+) -> dict[str, Any]:
+    spec = M.parse_method(curve.method)
+    teacher: dict[str, Any]
+    if spec.needs_teacher or any(m != "return" for m in exp.metrics):
+        teacher = _teacher_key(panel.teacher, settings)
+    else:
+        # A method that never reads its teacher learns the same on the same MDPs whatever the
+        # teacher (baseline, td_v_zero); the teacher's own rows come from another curve.
+        teacher = {"teacher_free": True, **_env_key(panel.teacher, settings.seed)}
+    return {
+        "state_version": STATE_VERSION,
+        "version": _version(),
+        "teacher": teacher,
+        "method": spec.id,
+        "control": curve.control or spec.default_control,
+        "critic": _resolved_critic(curve.method, panel.critic),
+        "lr": exp.lr,
+        "gamma": exp.gamma,
+        "iterations": settings.iterations,
+        "eval_every": settings.eval_every,
+        "metrics": list(exp.metrics),
+        "seed": settings.seed,
+        "lo": lo,
+        "hi": hi,
+    }
+
+
+# ------------------------------------------------------------------------------ state
+class _State:
+    """The ``DIR/.state`` directory: pieces, trained teachers, manifests."""
+
+    def __init__(self, out: Path) -> None:
+        self.root = out / ".state"
+        self.pieces = self.root / "pieces"
+        self.teachers = self.root / "teachers"
+        self.manifests = self.root / "manifests"
+
+    def piece_path(self, key: Mapping[str, Any]) -> Path:
+        return self.pieces / f"{_digest(key)}.npz"
+
+    def teacher_paths(self, key: Mapping[str, Any]) -> tuple[Path, Path]:
+        stem = _digest(key)
+        return self.teachers / f"{stem}.npz", self.teachers / f"{stem}.json"
+
+
+def _write_json(path: Path, value: Any) -> None:
+    from gridworld_env._io import atomic_write
+
+    text = json.dumps(value, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def _load_piece(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A finished piece, or None if missing, unreadable or not the piece of ``key``."""
+    from distill_agents.storage import ArraySpec, FileFormatError, load_arrays
+
+    if not path.is_file():
+        return None
+    metrics = key["metrics"]
+    specs = {"env_steps": ArraySpec("iu", 1), "eval_iterations": ArraySpec("iu", 1)}
+    for name in metrics:
+        specs[f"student_{name}"] = ArraySpec("f", 2, finite=False)
+        specs[f"teacher_{name}"] = ArraySpec("f", 1, finite=False)
+    try:
+        arrays, meta = load_arrays(path, _PIECE_KIND, specs)
+    except FileFormatError as err:
+        print(f"distill-grid reproduce: note: recomputing a damaged piece ({err})", file=sys.stderr)
+        return None
+    b = int(key["hi"]) - int(key["lo"])
+    shapes_ok = arrays["env_steps"].shape == (b,) and all(
+        arrays[f"student_{m}"].shape == (b, arrays["eval_iterations"].size)
+        and arrays[f"teacher_{m}"].shape == (b,)
+        for m in metrics
+    )
+    if meta.get("key") != json.loads(_canonical(key)) or not shapes_ok:
+        print(
+            f"distill-grid reproduce: note: recomputing {path.name} (it holds another piece)",
+            file=sys.stderr,
+        )
+        return None
+    return {"arrays": arrays, "meta": meta}
+
+
+# ------------------------------------------------------------------------------ teachers
+def _slice_teachers(teachers: Any, lo: int, hi: int) -> Any:
+    return teachers.replace(
+        probs=teachers.probs[lo:hi],
+        n_indices=teachers.n_indices[lo:hi],
+        values=None if teachers.values is None else teachers.values[lo:hi],
+        q_values=None if teachers.q_values is None else teachers.q_values[lo:hi],
+        acting=None if teachers.acting is None else teachers.acting[lo:hi],
+        layout_seeds=teachers.layout_seeds[lo:hi],
+    )
+
+
+_BASE_CACHE: dict[str, Any] = {}
+
+
+def _load_base(path: str) -> Any:
+    from distill_agents.teachers import Teachers
+
+    if path not in _BASE_CACHE:
+        _BASE_CACHE.clear()  # keep one set of tables per process
+        _BASE_CACHE[path] = Teachers.load(path)
+    return _BASE_CACHE[path]
+
+
+def _piece_teachers(piece: _Piece) -> Any:
+    """The teachers of MDPs ``lo .. hi - 1`` of a piece's panel."""
+    from distill_agents import teachers as T
+    from distill_agents.teacher_training import TeacherEnv
+
+    spec, settings, lo, hi = piece.spec, piece.settings, piece.lo, piece.hi
+    if spec.trained:
+        assert piece.teacher_file is not None
+        base = _slice_teachers(_load_base(piece.teacher_file), lo, hi)
+        if spec.kind == "q_learning":
+            assert base.q_values is not None
+            teachers = T.q_learning_teachers(
+                base.q_values,
+                base.n_indices,
+                float(spec.temperature or 0.0),
+                acting=base.acting,
+                layout_seeds=base.layout_seeds,
+                env_id=base.env_id,
+                env_kwargs=base.env_kwargs,
+                settings=base.settings,
+            )
+        else:
+            teachers = base
+    else:
+        env = TeacherEnv(spec.env_id, dict(spec.env_kwargs), layout_base=settings.seed)
+        models = env.make_vec(list(range(lo, hi))).models
+        teachers = T.planned_teachers(
+            models,
+            minimise=spec.kind == "adversarial",
+            temperature=float(spec.temperature or 0.0),
+            layout_seeds=np.array([env.layout_seed(i) for i in range(lo, hi)], dtype=np.int64),
+            env_id=spec.env_id,
+            env_kwargs=env.env_kwargs,
+            settings={"seed": settings.seed, "gamma": 0.99},
+        ).replace(q_values=None)
+    if spec.noise > 0.0:
+        teachers = T.noisy_teachers(teachers, spec.noise, settings.seed, first_mdp=lo)
+    return teachers
+
+
+def _ensure_trained(
+    spec: X.TeacherSpec, settings: FigureSettings, state: _State, bar_factory: Callable[..., Any]
+) -> tuple[str, int]:
+    """Train (or find) the trained teachers of ``spec``; ``(path, env_steps)``."""
+    from distill_agents.teacher_training import make_teachers
+    from distill_agents.teachers import Teachers
+
+    key = _trained_key(spec, settings)
+    npz, sidecar = state.teacher_paths(key)
+    if npz.is_file() and sidecar.is_file():
+        try:
+            info = json.loads(sidecar.read_text())
+            if info.get("key") == json.loads(_canonical(key)):
+                Teachers.load(npz)  # validates the file
+                return str(npz), int(info["env_steps"])
+        except (ValueError, KeyError, OSError) as err:
+            print(
+                f"distill-grid reproduce: note: retraining damaged teachers ({err})",
+                file=sys.stderr,
+            )
+    t0 = time.perf_counter()
+    with bar_factory(
+        total=settings.mdps * settings.teacher_episodes,
+        unit="episode",
+        unit_scale=True,
+        desc=f"teach {spec.kind} {_short_env(spec)}",
+    ) as bar:
+        run = make_teachers(
+            spec.kind,
+            spec.env_id,
+            dict(spec.env_kwargs),
+            settings.mdps,
+            seed=settings.seed,
+            episodes=settings.teacher_episodes,
+            progress=bar.update,
+        )
+    run.teachers.save(npz)
+    steps = int(run.stats.env_steps) if run.stats is not None else 0
+    _write_json(
+        sidecar,
+        {
+            "key": json.loads(_canonical(key)),
+            "env_steps": steps,
+            "seconds": time.perf_counter() - t0,
+        },
+    )
+    return str(npz), steps
+
+
+def _short_env(spec: X.TeacherSpec) -> str:
+    extra = ",".join(f"{k}={v}" for k, v in sorted(spec.env_kwargs.items()))
+    return spec.env_id + (f"({extra})" if extra else "")
+
+
+# ------------------------------------------------------------------------------ running pieces
+_QUEUE: Any = None
+
+
+def _init_worker(queue: Any, threads: int) -> None:
+    global _QUEUE
+    _QUEUE = queue
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+class _QueueProgress:
+    """Progress of a worker, sent to the parent in batches."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def __call__(self, episodes: int) -> None:
+        self.pending += int(episodes)
+        now = time.monotonic()
+        if now - self.last > 0.25:
+            self.flush()
+            self.last = now
+
+    def flush(self) -> None:
+        if self.pending:
+            self.queue.put(self.pending)
+            self.pending = 0
+
+
+def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None) -> float:
+    """Run one piece and write its file; returns its wall seconds."""
+    from distill_agents import runner
+    from distill_agents.storage import save_arrays
+
+    t0 = time.perf_counter()
+    queue_progress = None
+    if progress is None and _QUEUE is not None:
+        queue_progress = _QueueProgress(_QUEUE)
+        progress = queue_progress
+    teachers = _piece_teachers(piece)
+    result = runner.run_distillation(
+        teachers,
+        piece.method,
+        control=piece.control,
+        iterations=piece.settings.iterations,
+        eval_every=piece.settings.eval_every,
+        lr=piece.lr,
+        gamma=piece.gamma,
+        critic=piece.critic,
+        seed=piece.settings.seed,
+        metrics=piece.metrics,
+        first_mdp=piece.lo,
+        progress=progress if progress is not None else False,
+    )
+    if queue_progress is not None:
+        queue_progress.flush()
+    arrays: dict[str, NDArray] = {
+        "env_steps": np.asarray(result.env_steps, dtype=np.int64),
+        "eval_iterations": np.asarray(result.eval_iterations, dtype=np.int64),
+    }
+    for name in piece.metrics:
+        arrays[f"student_{name}"] = np.asarray(result.metrics[name], dtype=np.float64)
+        arrays[f"teacher_{name}"] = np.asarray(result.teacher_metrics[name], dtype=np.float64)
+    seconds = time.perf_counter() - t0
+    meta = {
+        "key": json.loads(_canonical(piece.key)),
+        "wall_seconds": seconds,
+        "sub_env_steps": int(result.sub_env_steps),
+        "build_seconds": float(result.build_seconds),
+        "eval_seconds": float(result.eval_seconds),
+    }
+    save_arrays(piece.path, _PIECE_KIND, arrays, meta)
+    return seconds
+
+
+def _progress_disabled(flag: bool) -> bool | None:
+    if flag or os.environ.get(NO_PROGRESS_ENV, "") not in ("", "0"):
+        return True
+    return None
+
+
+def _run_pieces(
+    pieces: Sequence[_Piece], workers: int, bar: Any
+) -> None:  # pragma: no cover - exercised with workers > 1 in the slow tests
+    """Run ``pieces`` in ``workers`` spawned processes, updating ``bar`` as episodes finish."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import queue as queue_module
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    executor = cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, 1)
+    )
+    try:
+        futures = [executor.submit(_compute_piece, p) for p in pieces]
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            while True:
+                try:
+                    bar.update(queue.get_nowait())
+                except queue_module.Empty:
+                    break
+            for future in done:
+                future.result()  # re-raise a worker's error here
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+# ------------------------------------------------------------------------------ figures
+@dataclass
+class _FigureRun:
+    """Bookkeeping of one figure's invocation."""
+
+    rows: list[CurveRow] = field(default_factory=list)
+    student_env_steps: int = 0
+    teacher_env_steps: int = 0
+    piece_seconds: float = 0.0
+    pieces_total: int = 0
+    pieces_reused: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _n_states(spec: X.TeacherSpec) -> int:
+    import gymnasium as gym
+
+    import gridworld_env
+
+    del gridworld_env
+    env = gym.make(spec.env_id, **dict(spec.env_kwargs))
+    return int(env.unwrapped.mdp.n_states)  # type: ignore[attr-defined]
+
+
+def _check_manifest(state: _State, settings: FigureSettings) -> None:
+    path = state.manifests / f"{settings.figure}.json"
+    new = settings.manifest()
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old != new:
+            changed = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+            print(
+                f"distill-grid reproduce: note: {state.root} holds pieces of an earlier "
+                f"{settings.figure} run with other settings ({'; '.join(changed)}); they are "
+                "kept but not used",
+                file=sys.stderr,
+            )
+    _write_json(path, new)
+
+
+def _curve_figure(
+    exp: X.Experiment,
+    settings: FigureSettings,
+    state: _State,
+    workers: int,
+    bar_factory: Callable[..., Any],
+) -> _FigureRun:
+    out = _FigureRun()
+    panels = [exp.panel(name) for name in settings.panels]
+    # Trained teachers first (in this process: their trainers use every core).
+    teacher_files: dict[str, tuple[str, int]] = {}
+    plan: list[tuple[X.Panel, X.Curve, list[_Piece]]] = []
+    todo: list[_Piece] = []
+    n_states_cache: dict[str, int] = {}
+    for panel in panels:
+        spec = panel.teacher
+        env_name = _canonical(_env_key(spec, 0))
+        if env_name not in n_states_cache:
+            n_states_cache[env_name] = _n_states(spec)
+        ranges = piece_ranges(settings.mdps, n_states_cache[env_name], spec.n_actions)
+        for curve in panel.curves:
+            pieces = []
+            for lo, hi in ranges:
+                key = _piece_key(exp, panel, curve, settings, lo, hi)
+                pieces.append(
+                    _Piece(
+                        key=key,
+                        path=str(state.piece_path(key)),
+                        spec=spec,
+                        method=curve.method,
+                        control=curve.control,
+                        critic=_resolved_critic(curve.method, panel.critic),
+                        lr=exp.lr,
+                        gamma=exp.gamma,
+                        metrics=exp.metrics,
+                        settings=settings,
+                        lo=lo,
+                        hi=hi,
+                        teacher_file=None,
+                    )
+                )
+            plan.append((panel, curve, pieces))
+    loaded: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for _, _, pieces in plan:
+        for piece in pieces:
+            if piece.path in seen:
+                continue
+            seen.add(piece.path)
+            found = _load_piece(Path(piece.path), piece.key)
+            if found is not None:
+                loaded[piece.path] = found
+            else:
+                todo.append(piece)
+    for panel in panels:
+        if not panel.teacher.trained:
+            continue
+        tkey = _canonical(_trained_key(panel.teacher, settings))
+        if tkey in teacher_files:
+            continue
+        if any(p.spec == panel.teacher for p in todo):
+            teacher_files[tkey] = _ensure_trained(panel.teacher, settings, state, bar_factory)
+        else:  # every piece is done: only the teachers' cost is needed, for the summary
+            teacher_files[tkey] = ("", _recorded_steps(state, panel.teacher, settings))
+    out.teacher_env_steps = sum(steps for _, steps in teacher_files.values())
+    todo = [_with_teacher_file(p, teacher_files, settings) if p.spec.trained else p for p in todo]
+    out.pieces_total = len(seen)
+    out.pieces_reused = len(seen) - len(todo)
+    if todo:
+        total = sum(p.episodes for p in todo)
+        with bar_factory(
+            total=total, unit="episode", unit_scale=True, desc=f"{exp.figure} students"
+        ) as bar:
+            if workers > 1 and len(todo) > 1:
+                _run_pieces(todo, min(workers, len(todo)), bar)
+            else:
+                for piece in todo:
+                    _compute_piece(piece, progress=bar.update)
+        for piece in todo:
+            found = _load_piece(Path(piece.path), piece.key)
+            if found is None:
+                raise RuntimeError(f"piece {piece.path} was not written")
+            loaded[piece.path] = found
+    # Assemble the rows, in panel and legend order (deterministic, whatever ran when).
+    per_panel_teacher: dict[str, dict[str, NDArray]] = {}
+    counted: set[str] = set()
+    for panel, curve, pieces in plan:
+        parts = [loaded[p.path] for p in pieces]
+        its = parts[0]["arrays"]["eval_iterations"]
+        for p in pieces:
+            if p.path not in counted:
+                counted.add(p.path)
+                out.student_env_steps += int(loaded[p.path]["arrays"]["env_steps"].sum())
+                out.piece_seconds += float(loaded[p.path]["meta"].get("wall_seconds", 0.0))
+        for metric in exp.metrics:
+            values = np.concatenate([part["arrays"][f"student_{metric}"] for part in parts])
+            out.rows += curve_rows(exp.figure, panel.name, curve.label, metric, its, values)
+        if M.parse_method(curve.method).needs_teacher and panel.name not in per_panel_teacher:
+            per_panel_teacher[panel.name] = {
+                metric: np.concatenate([part["arrays"][f"teacher_{metric}"] for part in parts])
+                for metric in exp.metrics
+            }
+            per_panel_teacher[panel.name]["__its__"] = its
+    rows: list[CurveRow] = []
+    for panel in panels:
+        rows += [r for r in out.rows if r.panel == panel.name]
+        teacher = per_panel_teacher.get(panel.name)
+        if teacher is not None:
+            its = teacher["__its__"]
+            for metric in exp.metrics:
+                level = np.repeat(teacher[metric][:, None], len(its), axis=1)
+                rows += curve_rows(exp.figure, panel.name, "teacher", metric, its, level)
+    out.rows = rows
+    return out
+
+
+def _recorded_steps(state: _State, spec: X.TeacherSpec, settings: FigureSettings) -> int:
+    """Env steps recorded with cached trained teachers (0 if there is no record)."""
+    _, sidecar = state.teacher_paths(_trained_key(spec, settings))
+    try:
+        return int(json.loads(sidecar.read_text())["env_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _with_teacher_file(
+    piece: _Piece, files: Mapping[str, tuple[str, int]], settings: FigureSettings
+) -> _Piece:
+    from dataclasses import replace
+
+    path, _ = files[_canonical(_trained_key(piece.spec, settings))]
+    return replace(piece, teacher_file=path)
+
+
+# ------------------------------------------------------------------------------ Fig. 2
+def _softmax(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+    z = np.exp(theta - theta.max(axis=-1, keepdims=True))
+    out: NDArray[np.float64] = z / z.sum(axis=-1, keepdims=True)
+    return out
+
+
+def oscillation_rows(
+    exp: X.Experiment, iterations: int, eval_every: int, panels: Sequence[str] | None = None
+) -> list[CurveRow]:
+    """Fig. 2: integrate the exact expected update of each panel's method (PAPER.md 3.2).
+
+    The student of the oscillation MDP has two rows of logits (``s0``, and the aliased second
+    step ``sL``/``sR``), starts at ``pi(L|s0) = pi(L|sR) = 0.9`` and takes ``iterations`` steps
+    ``theta <- theta - lr * E[update]`` with the exact expected update
+    (:func:`distill_agents.updates.expected_update`: every trajectory enumerated, ``gamma = 1``,
+    the information-potential loss in ``sR`` only, the teacher on R in ``sR``). Metrics:
+    ``prob_R_s0``, ``prob_R_sR`` (the shared second-step row) and ``loss`` (the expected
+    per-episode loss, :func:`distill_agents.updates.expected_loss`), at iterations
+    ``0, k, 2k, ..., iterations``; one "MDP", so the intervals are NaN. The teacher's rows are
+    the same metrics of the teacher's own policy (uniform at ``s0``, R in ``sR``).
+    """
+    from distill_agents import planning
+    from distill_agents.runner import eval_iterations
+    from distill_agents.updates import expected_loss, expected_update
+    from gridworld_env import oscillation_mdp, oscillation_observation_table
+
+    mdp = oscillation_mdp()
+    index = oscillation_observation_table()
+    s_r = 2
+    teacher = np.full((mdp.n_states, 2), 0.5)
+    teacher[s_r] = [0.0, 1.0]
+    weights = (np.arange(mdp.n_states) == s_r).astype(np.float64)
+    common = {
+        "teacher_probs": teacher,
+        "teacher_index": np.arange(mdp.n_states),
+        "teacher_weights": weights,
+        "distill_loss": "information_potential",
+    }
+    points = eval_iterations(iterations, eval_every)
+    wanted = set(points.tolist())
+    rows: list[CurveRow] = []
+    teacher_loss = planning.expected_sum(mdp, teacher, weights * -4.0 * (teacher**2).sum(-1))
+    teacher_level = {"prob_R_s0": 0.5, "prob_R_sR": 1.0, "loss": teacher_loss}
+    for panel in exp.panels:
+        if panels is not None and panel.name not in panels:
+            continue
+        method = panel.curves[0].method
+        theta = np.array([[math.log(9.0), 0.0], [math.log(9.0), 0.0]])
+        values: dict[str, list[float]] = {m: [] for m in exp.metrics}
+        for step in range(iterations + 1):
+            if step in wanted:
+                probs = _softmax(theta)
+                values["prob_R_s0"].append(float(probs[0, 1]))
+                values["prob_R_sR"].append(float(probs[1, 1]))
+                values["loss"].append(expected_loss(mdp, index, theta, method, **common))
+            if step < iterations:
+                field_ = expected_update(mdp, index, theta, method, gamma=exp.gamma, **common)
+                theta = theta - exp.lr * field_.logits
+        for metric in exp.metrics:
+            rows += curve_rows(
+                exp.figure, panel.name, method, metric, points, np.array([values[metric]])
+            )
+        for metric in exp.metrics:
+            level = np.full((1, points.size), teacher_level[metric])
+            rows += curve_rows(exp.figure, panel.name, "teacher", metric, points, level)
+    return rows
+
+
+# ------------------------------------------------------------------------------ Fig. 7
+def _layout_figure(out_dir: Path, seed: int) -> dict[str, Any]:
+    import gymnasium as gym
+
+    import gridworld_env
+    from gridworld_env.layout import parse_layout
+    from gridworld_env.rendering import render_rgb, save_png
+
+    del gridworld_env
+    env = gym.make("DistillGrid-v0", layout_seed=seed)
+    layout = list(env.unwrapped.layout)  # type: ignore[attr-defined]
+    cells, start = parse_layout(layout)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_png(out_dir / "fig7.png", render_rgb(cells, start, None, None, cell_px=32))
+    text = "".join(layout)
+    counts = {
+        "walls": text.count("#"),
+        "-1": text.count("-"),
+        "+10": text.count("G"),
+        "+5": text.count("g"),
+        "-5": text.count("x"),
+        "-10": text.count("X"),
+    }
+    body = (
+        f"# DistillGrid-v0 layout_seed={seed}: # wall, S start, . empty, - -1, G +10, g +5, "
+        "x -5, X -10\n"
+        + "\n".join(layout)
+        + "\n# counts: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + "\n"
+    )
+    from gridworld_env._io import atomic_write
+
+    atomic_write(out_dir / "fig7.txt", lambda handle: handle.write(body.encode()))
+    return {"layout": layout, "counts": counts}
+
+
+# ------------------------------------------------------------------------------ top level
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return _jsonable(float(value))
+    return value
+
+
+def reproduce_figure(
+    figure: str,
+    out: str | os.PathLike[str],
+    *,
+    settings: FigureSettings | None = None,
+    workers: int = 1,
+    progress: bool = False,
+    arguments: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Compute one figure and write ``<fig>.csv``, ``<fig>.png`` and ``<fig>.json`` in ``out``.
+
+    Args:
+        figure: a figure id (``fig2`` .. ``fig10``).
+        out: the output directory (its ``.state`` subdirectory keeps the finished pieces).
+        settings: resolved settings (default: the paper's full scale).
+        workers: processes for the pieces.
+        progress: show tqdm progress bars on stderr.
+        arguments: the command's arguments, recorded in the JSON summary.
+
+    Returns:
+        The JSON summary written.
+    """
+    from tqdm import tqdm
+
+    from distill_agents import plotting
+    from distill_agents.results import write_csv
+
+    exp = X.get_experiment(figure)
+    settings = settings if settings is not None else figure_settings(figure)
+    out_dir = Path(out)
+    t0 = time.perf_counter()
+
+    def bar_factory(**kwargs: Any) -> Any:
+        return tqdm(
+            file=sys.stderr,
+            disable=True if not progress else _progress_disabled(False),
+            dynamic_ncols=True,
+            **kwargs,
+        )
+
+    summary: dict[str, Any] = {
+        "command": "reproduce",
+        "figure": figure,
+        "title": exp.title,
+        "arguments": dict(arguments or {}),
+        "settings": {
+            **settings.manifest(),
+            "panels": list(settings.panels),
+            "skipped_panels": list(settings.skipped),
+            "lr": exp.lr,
+            "gamma": exp.gamma,
+        },
+        "version": _version(),
+    }
+    if exp.kind == "layout":
+        summary.update(_layout_figure(out_dir, settings.seed))
+        summary.update(env_steps=0, wall_seconds=time.perf_counter() - t0, png=f"{figure}.png")
+        _write_json(out_dir / f"{figure}.json", _jsonable(summary))
+        return summary
+    if exp.kind == "oscillation":
+        rows = oscillation_rows(exp, settings.iterations, settings.eval_every, settings.panels)
+        run = _FigureRun(rows=rows)
+        summary["settings"]["exact"] = True
+    else:
+        state = _State(out_dir)
+        _check_manifest(state, settings)
+        run = _curve_figure(exp, settings, state, workers, bar_factory)
+    csv_path = out_dir / f"{figure}.csv"
+    png_path = out_dir / f"{figure}.png"
+    digest = write_csv(csv_path, run.rows)
+    scale = (
+        f"{settings.iterations} update steps, exact"
+        if exp.kind == "oscillation"
+        else f"{settings.mdps} MDPs, {settings.iterations} iterations"
+    )
+    plotting.plot_rows(run.rows, png_path, title=f"{figure}: {exp.title} ({scale})")
+    summary.update(
+        env_steps=run.student_env_steps + run.teacher_env_steps,
+        student_env_steps=run.student_env_steps,
+        teacher_env_steps=run.teacher_env_steps,
+        wall_seconds=time.perf_counter() - t0,
+        piece_seconds=run.piece_seconds,
+        pieces={"total": run.pieces_total, "reused": run.pieces_reused},
+        csv=csv_path.name,
+        csv_sha256=digest,
+        png=png_path.name,
+        analysis=X.analyse(run.rows),
+    )
+    _write_json(out_dir / f"{figure}.json", _jsonable(summary))
+    return summary
+
+
+def _parse_panels(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names:
+        raise ValueError(f"--panels must name at least one panel, got {text!r}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``distill-grid reproduce`` with parsed ``args``; returns the exit status (0).
+
+    Raises:
+        ValueError: a bad argument (one-line message).
+    """
+    figure = args.figure
+    if figure != _ALL and figure not in X.FIGURES:
+        raise ValueError(f"figure must be one of {', '.join((*X.FIGURES, _ALL))}; got {figure!r}")
+    if args.backend not in ("local", "ray"):
+        raise ValueError(f"--backend must be local or ray, got {args.backend!r}")
+    if args.backend == "ray":
+        raise ValueError(
+            "--backend ray is not available yet (Ray support is a later issue); use --backend local"
+        )
+    if args.ray_address is not None:
+        raise ValueError("--ray-address needs --backend ray")
+    _positive("workers", args.workers)
+    panels = _parse_panels(args.panels)
+    if figure == _ALL and panels is not None:
+        raise ValueError("--panels selects panels of one figure; it cannot be used with all")
+    figures = list(X.FIGURES) if figure == _ALL else [figure]
+    resolved = [
+        figure_settings(
+            f,
+            quick=bool(args.quick),
+            mdps=args.mdps,
+            iterations=args.iterations,
+            panels=panels,
+            seed=args.seed,
+            max_actions=args.max_actions,
+            teacher_episodes=args.teacher_episodes,
+            eval_points=args.eval_points,
+        )
+        if not (figure == _ALL and args.max_actions is not None and _all_skipped(f, args))
+        else None
+        for f in figures
+    ]
+    out = Path(args.out if args.out is not None else DEFAULT_OUT)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    workers = args.workers
+    if workers is None:
+        workers = 1 if args.quick else max(1, min(os.cpu_count() or 1, 8))
+    arguments = {k: v for k, v in vars(args).items() if k != "func"}
+    times: dict[str, float] = {}
+    for f, settings in zip(figures, resolved, strict=True):
+        if settings is None:
+            print(f"skipped {f}: every panel has more than --max-actions actions")
+            continue
+        summary = reproduce_figure(
+            f,
+            out,
+            settings=settings,
+            workers=workers,
+            progress=not args.no_progress,
+            arguments=arguments,
+        )
+        times[f] = summary["wall_seconds"]
+        written = ", ".join(
+            str(out / name)
+            for name in (summary.get("csv"), summary.get("png"), f"{f}.json")
+            if name
+        )
+        if f == "fig7":
+            written = f"{out / 'fig7.png'}, {out / 'fig7.txt'}, {out / 'fig7.json'}"
+        print(
+            f"wrote {written} ({summary['wall_seconds']:.1f} s, {summary['env_steps']:,} env steps)"
+        )
+    if figure == _ALL:
+        _write_json(
+            out / "all.json",
+            {"arguments": arguments, "version": _version(), "wall_seconds": times},
+        )
+    return 0
+
+
+def _all_skipped(figure: str, args: argparse.Namespace) -> bool:
+    exp = X.get_experiment(figure)
+    return bool(exp.panels) and all(p.teacher.n_actions > args.max_actions for p in exp.panels)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m distill_agents.reproduce FIGURE [options]``; returns the exit status.
+
+    Bad arguments print one line on stderr and give status 2; an interruption gives 130
+    (finished pieces are kept: run the same command again to resume).
+    """
+    parser = argparse.ArgumentParser(prog="distill-grid reproduce")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as err:
+        text = str(err).strip().splitlines()
+        print(f"distill-grid reproduce: error: {text[0] if text else err!r}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "distill-grid reproduce: interrupted; finished pieces are kept (run the same "
+            "command again to resume)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
