@@ -1075,8 +1075,8 @@ def _reference_run(
     iterations: int,
     seed: int,
     max_steps: int = 1000,
-) -> tuple[float, int]:
-    """Seconds and env-steps of the plain compiled loop on ``teachers``' MDPs."""
+) -> tuple[float, int, NDArray[np.float64]]:
+    """Seconds, env-steps and final logits of the plain compiled loop on ``teachers``' MDPs."""
     spec = M.parse_method(method)
     coef, codes = spec.params(None)
     b = teachers.n_mdps
@@ -1093,7 +1093,7 @@ def _reference_run(
         *tables, seeds, iterations, max_steps, control, 0.0, probs, logp, values,
         np.ones(probs.shape[1]), logits, critic, coef, codes, 0.1, 0.99, steps,
     )  # fmt: skip
-    return time.perf_counter() - t0, int(steps.sum())
+    return time.perf_counter() - t0, int(steps.sum()), logits
 
 
 def _grid_teachers(n_mdps: int, seed: int, env_kwargs: Mapping[str, Any]) -> tuple[Teachers, Any]:
@@ -1187,10 +1187,14 @@ def bench_students(
         final_return=float(np.mean(result.metrics["return"][:, -1])),
         teacher_return=float(np.mean(result.teacher_metrics["return"])),
     )
-    ref_seconds, ref_steps = _reference_run(tables, teachers, method, iterations, seed)
+    ref_seconds, ref_steps, ref_logits = _reference_run(tables, teachers, method, iterations, seed)
+    ref_return = _Evaluator(models, teachers.probs, ("return",)).students(
+        np.arange(n_mdps), ref_logits
+    )["return"]
     out.update(
         reference_seconds=ref_seconds,
         reference_env_steps=ref_steps,
+        reference_final_return=float(np.mean(ref_return)),
         reference_steps_per_s=ref_steps / ref_seconds,
     )
     out["ratio"] = out["runner_steps_per_s"] / out["reference_steps_per_s"]

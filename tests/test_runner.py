@@ -375,3 +375,13 @@ def test_mdp_seed_is_a_function_of_seed_and_index():
     assert len({R.mdp_seed(s, g) for s in range(3) for g in range(3)}) == 9
     with pytest.raises(ValueError, match="mdp must be a non-negative integer"):
         R.mdp_seed(0, -1)
+
+
+def test_bench_students_runs_and_both_loops_learn():
+    out = R.bench_students(n_mdps=4, iterations=30, large_mdps=1, large_iterations=2)
+    assert out["runner_env_steps"] > 4 * 30 and out["reference_env_steps"] > 4 * 30
+    assert out["runner_steps_per_s"] > 0 and out["reference_steps_per_s"] > 0
+    assert out["ratio"] == pytest.approx(out["runner_steps_per_s"] / out["reference_steps_per_s"])
+    # Both loops run the same method on the same MDPs: both improve on the uniform student.
+    assert out["final_return"] > 2.0 and out["reference_final_return"] > 2.0
+    assert out["large_actions"]["n_actions"] == 4000 and out["peak_rss_bytes"] > 0
