@@ -60,9 +60,14 @@ Evaluation
 Memory
     MDPs are processed in chunks of consecutive MDPs, each with its own vector env; the chunk
     size comes from :func:`gridworld_env.vector.chunk_size_for` with
-    :data:`CHUNK_BUDGET_BYTES` (per MDP: logits, floored teacher log-probabilities and two
-    snapshot slots, ``[N, A]`` float64 each, plus the env), so ``|A| = 4000`` runs in bounded
-    memory. Chunking changes no result (see above).
+    :data:`CHUNK_BUDGET_BYTES` (per MDP: logits, floored teacher log-probabilities, two
+    snapshot slots and room for the evaluation, ``[N, A]`` float64 each, plus the env: 77 MB
+    per 20x20 MDP with 4000 actions, so about 50 MDPs per 4 GB chunk). Chunking changes no result
+    (see above). The :class:`~distill_agents.teachers.Teachers` passed in hold ``[B, N, A]``
+    probabilities for all their MDPs (12.8 GB for 1000 MDPs with 4000 actions): for such sizes
+    make and distil the teachers piece by piece, calling :func:`run_distillation` with
+    ``first_mdp`` set to each piece's first MDP, and join the pieces with
+    :meth:`RunResult.concatenate` (the same numbers as one run).
 """
 
 from __future__ import annotations
@@ -108,9 +113,9 @@ METRICS = ("return", "kl_student", "kl_teacher", "kl_uniform")
 #: Default memory budget of one chunk of MDPs (bytes).
 CHUNK_BUDGET_BYTES = 4e9
 #: ``[N, A]`` float64 tables per MDP when sizing chunks: logits, floored teacher log-probs,
-#: two snapshot slots, and the evaluation's state policies.
+#: two snapshot slots, and two for the evaluation's per-index arrays.
 TABLES_PER_MDP = 6
-#: Bytes of ``[S, A]`` arrays one evaluation batch may use.
+#: Bytes of ``[N, A]`` arrays one evaluation batch may use.
 EVAL_BUDGET_BYTES = 256e6
 #: Largest number of MDPs evaluated in one planning call.
 EVAL_MAX_BATCH = 256
