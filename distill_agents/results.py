@@ -33,7 +33,6 @@ Files
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import io
 import math
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from gridworld_env._io import atomic_write
@@ -117,59 +117,11 @@ class CurveRow:
 
 
 # ---------------------------------------------------------------------------- statistics
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 1000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function ``I_x(a, b)``."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    front = math.exp(log_front)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def _t_cdf(t: float, df: float) -> float:
-    tail = 0.5 * _betainc(0.5 * df, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-@functools.lru_cache(maxsize=4096)
 def t_quantile(p: float, df: int) -> float:
     """Quantile of Student's t distribution: ``t`` with ``P(T <= t) = p`` for ``df`` degrees.
 
-    Computed by bisection on the CDF (regularised incomplete beta function) to full double
-    precision; e.g. ``t_quantile(0.975, 1) = 12.706...``, ``t_quantile(0.975, 29) = 2.045...``.
+    E.g. ``t_quantile(0.975, 1) = 12.706...``, ``t_quantile(0.975, 29) = 2.045...``
+    (``scipy.stats.t.ppf``).
 
     Args:
         p: probability in (0, 1).
@@ -182,22 +134,7 @@ def t_quantile(p: float, df: int) -> float:
         raise ValueError(f"p must be in (0, 1), got {p!r}")
     if isinstance(df, bool) or int(df) != df or df < 1:
         raise ValueError(f"df must be an integer >= 1, got {df!r}")
-    if p == 0.5:
-        return 0.0
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while _t_cdf(hi, df) < p:
-        lo, hi = hi, 2.0 * hi
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        if _t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    return float(scipy.stats.t.ppf(p, int(df)))
 
 
 def _check_level(level: float) -> float:
