@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 __all__ = ["atomic_write"]
 
@@ -20,7 +20,7 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
     """Write a file atomically: ``write(handle)`` fills a temporary file, then ``os.replace``.
 
     Readers never see a half-written file; on any error (including ``KeyboardInterrupt``) the
