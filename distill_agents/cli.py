@@ -110,6 +110,8 @@ def _cmd_teach(args: argparse.Namespace) -> int:
         raise CommandError(f"--seed must be a non-negative integer, got {args.seed}")
     if args.max_actors < 1:
         raise CommandError(f"--max-actors must be an integer >= 1, got {args.max_actors}")
+    if args.workers is not None and args.workers < 1:
+        raise CommandError(f"--workers must be an integer >= 1, got {args.workers}")
     if args.temperature is not None:
         if not (math.isfinite(args.temperature) and args.temperature >= 0.0):
             raise CommandError(f"--temperature must be a number >= 0, got {args.temperature}")
@@ -161,6 +163,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
                 a2c_variant=args.a2c_variant,
                 max_actors=args.max_actors,
                 keep_q_values=keep_q,
+                workers=args.workers,
                 progress=bar.update,
             )
         except (ValueError, TypeError) as err:
@@ -258,6 +261,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=8,
         help="most parallel actors per slow MDP late in training (1: strictly sequential)",
+    )
+    teach.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes for chunks of 500 MDPs (default: one per core; same results)",
     )
     teach.add_argument(
         "--no-progress",

@@ -28,17 +28,21 @@ Episode accounting and finished MDPs
     sequential (phases then only drop the finished MDPs). Every episode is complete: none is
     cut by a rebuild.
 
-Randomness and chunks
-    Training randomness flows from ``seed``: the vector env of phase ``p`` is reset with a
-    seed from ``SeedSequence(seed).spawn``-style keys ``(0, p)``, the agent's uniforms (one per
-    actor per step, drawn in blocks) come from a generator on key ``(1,)``. The vector env draws
-    its dynamics for the whole batch from one generator, so an MDP's teacher depends on which
-    MDPs share its batch: results are a deterministic function of (seed, env, the MDPs of the
-    chunk, settings), identical across runs, processes and thread counts, but *not* invariant to
-    the chunk size. :func:`make_teachers` therefore fixes the chunk size from the env's shape and
-    a constant budget (:data:`CHUNK_BUDGET_BYTES`, not the machine's memory) and records it; the
-    chunk starting at MDP ``c`` trains with the seed ``SeedSequence(seed, spawn_key=(0, c))``.
-    Optimal, adversarial and noisy teachers depend on each MDP alone.
+Randomness, chunks and worker processes
+    :func:`make_teachers` cuts the MDPs into chunks of consecutive MDPs (at most
+    :data:`MAX_CHUNK`, fewer if ``[N, A]`` tables would exceed :data:`CHUNK_BUDGET_BYTES`),
+    each trained in its own vector env, and spreads the chunks over worker processes (one
+    numba thread each: independent processes use two cores far better than the two threads of
+    one process, whose parallel regions synchronise twice per ``step``). The chunk starting at
+    MDP ``c`` trains with ``SeedSequence(seed, spawn_key=(0, c))``; within it the vector env of
+    phase ``p`` is reset with a seed from key ``(0, p)`` and the agent's uniforms (one per actor
+    per step, drawn in blocks) come from a generator on key ``(1,)``. The vector env draws its
+    dynamics for the whole batch from one generator, so an MDP's teacher depends on which MDPs
+    share its chunk: results are a deterministic function of (seed, env, n_mdps, chunk size,
+    settings), identical across runs, processes, worker counts and thread counts, but *not*
+    invariant to the chunk size, which is therefore fixed by constants (not the machine) and
+    recorded in the teachers' settings. Optimal, adversarial and noisy teachers depend on each
+    MDP alone.
 """
 
 from __future__ import annotations
@@ -90,10 +94,14 @@ KINDS = ("q_learning", "a2c", "optimal", "adversarial")
 #: Training episodes per MDP (paper A.4: 30k).
 DEFAULT_EPISODES = 30_000
 #: Largest number of actors (sub-envs) one MDP gets in the later training phases.
-DEFAULT_MAX_ACTORS = 8
+DEFAULT_MAX_ACTORS = 16
 #: Memory budget of one chunk of MDPs; a constant (not the machine's memory) because the chunk
 #: size is part of a training run's identity (see the module docstring).
 CHUNK_BUDGET_BYTES = 4e9
+#: Most MDPs per chunk: chunks are trained in parallel worker processes (1000 MDPs: two chunks,
+#: one per core of a two-core machine), and a chunk of 500 keeps the per-``step`` Python cost
+#: small next to the work on its sub-envs. A constant, for the same reason as above.
+MAX_CHUNK = 500
 #: ``[S, A]`` float64 tables per MDP assumed when sizing chunks: trained kinds (agent tables,
 #: teacher probabilities, Q values and a temporary) ...
 TRAINED_TABLES_PER_MDP = 4
@@ -103,15 +111,16 @@ PLANNED_TABLES_PER_MDP = 8
 EVAL_BUDGET_BYTES = 1e9
 #: A phase considers draining (starting no new episodes, then rebuilding) once fewer than this
 #: share of its actors are busy ...
-DRAIN_BELOW = 0.5
+DRAIN_BELOW = 0.7
 #: ... checking every this many ``step`` calls whether a new phase is cheaper than going on.
 PLAN_EVERY = 64
 #: Cost model of the phase scheduler, in actor-steps (one sub-env stepped and learned from,
-#: about 40 ns on two cores): the fixed cost of one ``step`` call (Python, dispatch) ...
-CALL_COST = 300.0
+#: about 80 ns in a one-thread worker): the fixed cost of one ``step`` call (Python, kernel
+#: dispatch; about 8 us) ...
+CALL_COST = 100.0
 #: ... and of building one sub-env of a new vector env (about 1.6 ms). The model only decides
 #: *when* to rebuild; it is deterministic (no timings), so results stay reproducible.
-BUILD_COST = 40_000.0
+BUILD_COST = 20_000.0
 #: Uniforms are drawn in blocks of at most this many rows ...
 _UNIFORM_ROWS = 64
 #: ... and this many values.
@@ -875,6 +884,7 @@ def make_teachers(
     max_actors: int = DEFAULT_MAX_ACTORS,
     chunk_size: int | None = None,
     keep_q_values: bool = True,
+    workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TeachRun:
     """One teacher per MDP (the ``teach`` command), with the exact returns.
@@ -900,6 +910,8 @@ def make_teachers(
         chunk_size: MDPs per chunk (default: automatic).
         keep_q_values: keep the ``[B, N, A]`` Q values in the teachers (False saves memory for
             large action sets; ``values`` are kept).
+        workers: processes the chunks are spread over (default :func:`default_workers`; 1: all
+            in this process). Results do not depend on it.
         progress: called with newly completed work units (episodes for trained kinds, MDPs
             for planned ones).
 
@@ -936,7 +948,7 @@ def make_teachers(
     if chunk_size is None:
         from gridworld_env.vector import chunk_size_for
 
-        chunk_size = chunk_size_for(
+        memory_chunk = chunk_size_for(
             env.n_actions,
             CHUNK_BUDGET_BYTES,
             n_states=env.n_states,
@@ -945,7 +957,10 @@ def make_teachers(
             else PLANNED_TABLES_PER_MDP,
             observation_size=env.observation_size,
         )
+        chunk_size = min(memory_chunk, MAX_CHUNK)
     chunk_size = _check_count(chunk_size, "chunk_size")
+    if workers is not None:
+        workers = _check_count(workers, "workers")
     t_value = 0.0 if temperature is None else float(temperature)
     settings: dict[str, Any] = {
         "seed": int(seed),
@@ -961,68 +976,180 @@ def make_teachers(
         )  # fmt: skip
     else:
         settings.update(gamma=0.99)
-    parts: list[Teachers] = []
-    returns: list[tuple[NDArray, NDArray, NDArray]] = []
-    total: TrainingStats | None = None
     root = np.random.SeedSequence(int(seed))
-    for start in range(0, n_mdps, chunk_size):
-        ids = list(range(start, min(n_mdps, start + chunk_size)))
-        chunk_seed = _child(root, _TRAIN_STREAM, start)
-        meta: dict[str, Any] = {
-            "layout_seeds": np.array([env.layout_seed(i) for i in ids], dtype=np.int64),
-            "env_id": env_id,
-            "env_kwargs": env.env_kwargs,
-            "settings": settings,
-        }
-        stats: TrainingStats | None = None
-        if kind == "q_learning":
-            result = train_q_learning(
-                env, ids, episodes=episodes, seed=chunk_seed, max_actors=max_actors,
-                progress=progress,
-            )  # fmt: skip
-            models = result.models
-            teachers = q_learning_teachers(
-                result.q_values, result.n_indices, t_value, acting=acting_indices(models), **meta
-            )
-            stats = result.stats
-        elif kind == "a2c":
-            a2c = train_a2c(
-                env, ids, episodes=episodes, variant=a2c_variant, seed=chunk_seed,
-                max_actors=max_actors, progress=progress,
-            )  # fmt: skip
-            models = a2c.models
-            teachers = a2c_teachers(
-                a2c.logits, a2c.values, a2c.n_indices, acting=acting_indices(models), **meta
-            )
-            stats = a2c.stats
-        else:
-            models = env.make_vec(ids).models
-            teachers = planned_teachers(
-                models, minimise=kind == "adversarial", temperature=t_value, **meta
-            )
-            if progress is not None:
-                progress(len(ids))
-        if noise > 0.0:
-            teachers = noisy_teachers(teachers, float(noise), int(seed), first_mdp=start)
-        returns.append(_exact_returns(models, teachers))
-        if not keep_q_values:
-            teachers = teachers.replace(q_values=None)
-        parts.append(teachers)
-        if stats is not None:
-            total = stats if total is None else TrainingStats(
-                total.env_steps + stats.env_steps,
-                total.updates + stats.updates,
-                total.step_calls + stats.step_calls,
-                total.phases + stats.phases,
-                total.seconds + stats.seconds,
-                total.build_seconds + stats.build_seconds,
-                total.phase_log + stats.phase_log,
-            )  # fmt: skip
+    jobs = [
+        _ChunkJob(
+            kind=kind,
+            env_id=env_id,
+            env_kwargs=env.env_kwargs,
+            layout_base=int(seed),
+            start=start,
+            stop=min(n_mdps, start + chunk_size),
+            train_seed=_child(root, _TRAIN_STREAM, start),
+            noise_seed=int(seed),
+            episodes=episodes,
+            temperature=t_value,
+            noise=float(noise),
+            a2c_variant=a2c_variant,
+            max_actors=max_actors,
+            keep_q_values=keep_q_values,
+            settings=settings,
+        )
+        for start in range(0, n_mdps, chunk_size)
+    ]
+    results = _run_jobs(jobs, workers, progress)
+    parts = [r.teachers for r in results]
     all_teachers = parts[0] if len(parts) == 1 else Teachers.concatenate(parts)
     teacher_return, optimal_return, uniform_return = (
-        np.concatenate([r[k] for r in returns]) for k in range(3)
+        np.concatenate([r.returns[k] for r in results]) for k in range(3)
     )
+    total: TrainingStats | None = None
+    for r in results:
+        if r.stats is not None:
+            total = r.stats if total is None else _add_stats(total, r.stats)
     return TeachRun(all_teachers, teacher_return, optimal_return, uniform_return, total)
+
+
+def _add_stats(a: TrainingStats, b: TrainingStats) -> TrainingStats:
+    return TrainingStats(
+        a.env_steps + b.env_steps,
+        a.updates + b.updates,
+        a.step_calls + b.step_calls,
+        a.phases + b.phases,
+        a.seconds + b.seconds,
+        a.build_seconds + b.build_seconds,
+        a.phase_log + b.phase_log,
+    )
+
+
+@dataclass(frozen=True)
+class _ChunkJob:
+    """Everything one chunk of :func:`make_teachers` needs (picklable, for worker processes)."""
+
+    kind: str
+    env_id: str
+    env_kwargs: Mapping[str, Any]
+    layout_base: int
+    start: int
+    stop: int
+    train_seed: np.random.SeedSequence
+    noise_seed: int
+    episodes: int
+    temperature: float
+    noise: float
+    a2c_variant: str
+    max_actors: int
+    keep_q_values: bool
+    settings: Mapping[str, Any]
+    evaluate: bool = True
+
+
+class _ChunkResult(NamedTuple):
+    teachers: Teachers
+    returns: tuple[NDArray, NDArray, NDArray]
+    stats: TrainingStats | None
+
+
+def _run_chunk(job: _ChunkJob, progress: Callable[[int], None] | None) -> _ChunkResult:
+    """Train or solve the teachers of MDPs ``job.start .. job.stop - 1``; exact returns."""
+    env = TeacherEnv(job.env_id, job.env_kwargs, layout_base=job.layout_base)
+    ids = list(range(job.start, job.stop))
+    meta: dict[str, Any] = {
+        "layout_seeds": np.array([env.layout_seed(i) for i in ids], dtype=np.int64),
+        "env_id": job.env_id,
+        "env_kwargs": env.env_kwargs,
+        "settings": job.settings,
+    }
+    stats: TrainingStats | None = None
+    if job.kind == "q_learning":
+        result = train_q_learning(
+            env, ids, episodes=job.episodes, seed=job.train_seed, max_actors=job.max_actors,
+            progress=progress,
+        )  # fmt: skip
+        models = result.models
+        teachers = q_learning_teachers(
+            result.q_values, result.n_indices, job.temperature, acting=acting_indices(models),
+            **meta,
+        )  # fmt: skip
+        stats = result.stats
+    elif job.kind == "a2c":
+        a2c = train_a2c(
+            env, ids, episodes=job.episodes, variant=job.a2c_variant, seed=job.train_seed,
+            max_actors=job.max_actors, progress=progress,
+        )  # fmt: skip
+        models = a2c.models
+        teachers = a2c_teachers(
+            a2c.logits, a2c.values, a2c.n_indices, acting=acting_indices(models), **meta
+        )
+        stats = a2c.stats
+    else:
+        models = env.make_vec(ids).models
+        teachers = planned_teachers(
+            models, minimise=job.kind == "adversarial", temperature=job.temperature, **meta
+        )
+        if progress is not None:
+            progress(len(ids))
+    if job.noise > 0.0:
+        teachers = noisy_teachers(teachers, job.noise, job.noise_seed, first_mdp=job.start)
+    empty = np.full(len(ids), np.nan)
+    returns = _exact_returns(models, teachers) if job.evaluate else (empty, empty, empty)
+    if not job.keep_q_values:
+        teachers = teachers.replace(q_values=None)
+    return _ChunkResult(teachers, returns, stats)
+
+
+# Shared episode counter of the worker processes (set by _init_worker).
+_worker_counter: Any = None
+
+
+def _init_worker(counter: Any) -> None:
+    """Worker process set-up: one numba thread (the processes are the parallelism)."""
+    global _worker_counter
+    _worker_counter = counter
+    numba.set_num_threads(1)
+
+
+def _worker_progress(n: int) -> None:
+    with _worker_counter.get_lock():
+        _worker_counter.value += n
+
+
+def _run_chunk_in_worker(job: _ChunkJob) -> _ChunkResult:
+    return _run_chunk(job, _worker_progress)
+
+
+def default_workers() -> int:
+    """Worker processes :func:`make_teachers` uses by default: numba's thread count."""
+    return max(1, int(numba.get_num_threads()))
+
+
+def _run_jobs(
+    jobs: Sequence[_ChunkJob], workers: int | None, progress: Callable[[int], None] | None
+) -> list[_ChunkResult]:
+    """Run the chunks in this process or in ``workers`` processes (same results either way)."""
+    n_workers = min(len(jobs), default_workers() if workers is None else workers)
+    if n_workers <= 1:
+        return [_run_chunk(job, progress) for job in jobs]
+    import concurrent.futures as futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
+    counter = context.Value("q", 0)
+    reported = 0
+    with futures.ProcessPoolExecutor(
+        max_workers=n_workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
+    ) as pool:
+        pending = [pool.submit(_run_chunk_in_worker, job) for job in jobs]
+        waiting = set(pending)
+        while waiting:
+            _, waiting = futures.wait(waiting, timeout=0.5, return_when=futures.FIRST_COMPLETED)
+            if progress is not None:
+                done = int(counter.value)
+                progress(done - reported)
+                reported = done
+        results = [f.result() for f in pending]
+    # Arrays come back from the workers writeable: validate and freeze them again.
+    return [r._replace(teachers=r.teachers.replace()) for r in results]
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -1031,33 +1158,64 @@ def bench_q_learning(
     episodes: int = 2000,
     seed: int = 0,
     max_actors: int = DEFAULT_MAX_ACTORS,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Q-learning through the vector env against a plain compiled loop, on the same MDPs.
 
-    Trains Q-learning teachers on ``n_mdps`` random 20x20 grids (``episodes`` each) with
-    :func:`train_q_learning`, then runs :func:`distill_agents._teacher_kernels.q_learning_reference`
-    (one numba function, the dynamics inlined from the same outcome tables the vector env's
-    kernel reads, MDPs spread over the threads) for the same episodes, and reports both rates.
+    Trains Q-learning teachers on ``n_mdps`` random 20x20 grids (``episodes`` each) exactly as
+    :func:`make_teachers` does (chunks of :data:`MAX_CHUNK` MDPs, one vector env each, spread
+    over ``workers`` processes; no evaluation), then runs
+    :func:`distill_agents._teacher_kernels.q_learning_reference` in this process (one numba
+    function, the dynamics inlined from the same outcome tables the vector env's kernel reads,
+    MDPs spread over numba's threads) for the same episodes, and reports both rates.
 
     Returns:
-        A dict with ``trainer_updates_per_s`` (transitions learned from per second of wall time,
-        phases and env rebuilds included), ``trainer_env_steps_per_s`` (env-steps, idle and
-        autoreset steps included), ``reference_steps_per_s``, ``ratio`` (trainer updates/s over
-        reference steps/s), ``trainer_seconds``, ``reference_seconds``, the step counts, and
-        ``extrapolated_seconds_30k`` for 1000 MDPs x 30 000 episodes (both, scaled linearly in
-        MDPs and episodes: a rough figure, as episodes get shorter while the agents learn).
+        A dict with ``trainer_seconds`` (wall time, worker start-up and env rebuilds included),
+        ``trainer_updates_per_s`` (transitions learned from per second), ``trainer_env_steps_per_s``
+        (env-steps, idle and autoreset steps included), ``reference_seconds``,
+        ``reference_steps_per_s``, ``ratio`` (trainer updates/s over reference steps/s), the
+        step counts, per-chunk statistics, and ``extrapolated_seconds_30k`` for 1000 MDPs x
+        30 000 episodes (scaled linearly in MDPs and episodes: rough, since episodes get shorter
+        as the agents learn; exact when run at that size).
     """
     from gridworld_env import _kernels as env_kernels
 
     n_mdps = _check_count(n_mdps, "n_mdps")
     episodes = _check_count(episodes, "episodes")
     env = TeacherEnv("DistillGrid-v0", {}, layout_base=seed)
-    # Warm up the compiled kernels on a tiny run (compilation is not what is measured).
+    # Compile (or load) the kernels first: compilation is not what is measured.
     train_q_learning(env, 2, episodes=2, seed=seed, max_actors=max_actors)
-    result = train_q_learning(env, n_mdps, episodes=episodes, seed=seed, max_actors=max_actors)
-    trainer_s = result.stats.seconds
+    root = np.random.SeedSequence(seed)
+    jobs = [
+        _ChunkJob(
+            kind="q_learning",
+            env_id="DistillGrid-v0",
+            env_kwargs={},
+            layout_base=seed,
+            start=start,
+            stop=min(n_mdps, start + MAX_CHUNK),
+            train_seed=_child(root, _TRAIN_STREAM, start),
+            noise_seed=seed,
+            episodes=episodes,
+            temperature=0.0,
+            noise=0.0,
+            a2c_variant="mc",
+            max_actors=max_actors,
+            keep_q_values=True,
+            settings={},
+            evaluate=False,
+        )
+        for start in range(0, n_mdps, MAX_CHUNK)
+    ]
+    n_workers = min(len(jobs), default_workers() if workers is None else workers)
+    t0 = time.perf_counter()
+    results = _run_jobs(jobs, n_workers, None)
+    trainer_s = time.perf_counter() - t0
+    stats = [r.stats for r in results if r.stats is not None]
+    updates = sum(st.updates for st in stats)
+    env_steps = sum(st.env_steps for st in stats)
 
-    models = result.models
+    models = env.make_vec(range(n_mdps)).models
     n_states = models.n_states
     outcomes = np.zeros((n_mdps, n_states, models.n_rows, models.next_states.shape[-1]),
                         dtype=env_kernels.OUTCOME_DTYPE)  # fmt: skip
@@ -1067,14 +1225,13 @@ def bench_q_learning(
     initial_cum /= initial_cum[:, -1:]
     key_of_state = np.ascontiguousarray(models.state_to_index)
     terminal = np.ascontiguousarray(models.terminal)
-    rng = np.random.default_rng(seed)
-    seeds = rng.integers(1, 2**63, size=n_mdps, dtype=np.uint64)
+    seeds = np.random.default_rng(seed).integers(1, 2**63, size=n_mdps, dtype=np.uint64)
     n_index = int(models.n_indices.max())
     limit = 1000
-    q_small = np.zeros((1, n_index, models.n_actions))
     kernels.q_learning_reference(
         outcomes[:1], models.action_rows, terminal[:1], initial_cum[:1], key_of_state[:1],
-        seeds[:1], 1, limit, 0.1, 0.01, 0.99, q_small, np.zeros(1, dtype=np.int64),
+        seeds[:1], 1, limit, 0.1, 0.01, 0.99, np.zeros((1, n_index, models.n_actions)),
+        np.zeros(1, dtype=np.int64),
     )  # fmt: skip
     q_ref = np.zeros((n_mdps, n_index, models.n_actions))
     ref_steps = np.zeros(n_mdps, dtype=np.int64)
@@ -1084,22 +1241,28 @@ def bench_q_learning(
         limit, 0.1, 0.01, 0.99, q_ref, ref_steps,
     )  # fmt: skip
     reference_s = time.perf_counter() - t0
-    trainer_rate = result.stats.updates / trainer_s
+    trainer_rate = updates / trainer_s
     reference_rate = float(ref_steps.sum()) / reference_s
     scale = (1000 / n_mdps) * (DEFAULT_EPISODES / episodes)
     return {
         "n_mdps": n_mdps,
         "episodes": episodes,
-        "threads": numba.get_num_threads(),
+        "workers": n_workers,
+        "reference_threads": numba.get_num_threads(),
         "trainer_seconds": trainer_s,
-        "trainer_updates": result.stats.updates,
-        "trainer_env_steps": result.stats.env_steps,
-        "trainer_step_calls": result.stats.step_calls,
-        "trainer_phases": result.stats.phases,
-        "trainer_build_seconds": result.stats.build_seconds,
-        "trainer_phase_log": [list(entry) for entry in result.stats.phase_log],
+        "trainer_updates": updates,
+        "trainer_env_steps": env_steps,
         "trainer_updates_per_s": trainer_rate,
-        "trainer_env_steps_per_s": result.stats.env_steps / trainer_s,
+        "trainer_env_steps_per_s": env_steps / trainer_s,
+        "chunks": [
+            {
+                "seconds": st.seconds,
+                "build_seconds": st.build_seconds,
+                "step_calls": st.step_calls,
+                "phases": [list(entry) for entry in st.phase_log],
+            }
+            for st in stats
+        ],
         "reference_seconds": reference_s,
         "reference_steps": int(ref_steps.sum()),
         "reference_steps_per_s": reference_rate,

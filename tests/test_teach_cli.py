@@ -121,6 +121,7 @@ def test_teach_partial_observations(tmp_path):
         (["teach", "optimal", "--env-kwargs", '{"colour": 1}'], "colour"),
         (["teach", "a2c", "--a2c-variant", "gae"], "invalid choice"),
         (["teach", "optimal", "--max-actors", "0"], "--max-actors must be an integer >= 1"),
+        (["teach", "optimal", "--workers", "0"], "--workers must be an integer >= 1"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(argv, message, capsys, tmp_path):

@@ -74,13 +74,13 @@ def test_q_learning_same_seed_same_tables_other_seed_other_tables():
 def test_serial_and_parallel_kernels_give_identical_results(monkeypatch):
     env = TeacherEnv()
     monkeypatch.setattr(training, "_parallel_min", lambda: 10**9)
-    serial = train_q_learning(env, 6, episodes=40, seed=3, max_actors=3)
+    serial = train_q_learning(env, 4, episodes=15, seed=3, max_actors=3)
     monkeypatch.setattr(training, "_parallel_min", lambda: 1)
-    parallel = train_q_learning(env, 6, episodes=40, seed=3, max_actors=3)
+    parallel = train_q_learning(env, 4, episodes=15, seed=3, max_actors=3)
     assert np.array_equal(serial.q_values, parallel.q_values)
-    a2c_serial = train_a2c(env, 4, episodes=20, seed=3)
+    a2c_serial = train_a2c(env, 3, episodes=10, seed=3)
     monkeypatch.setattr(training, "_parallel_min", lambda: 10**9)
-    a2c_parallel = train_a2c(env, 4, episodes=20, seed=3)
+    a2c_parallel = train_a2c(env, 3, episodes=10, seed=3)
     assert np.array_equal(a2c_serial.logits, a2c_parallel.logits)
 
 
@@ -436,15 +436,15 @@ def test_fixed_layout_kwargs_give_every_mdp_the_same_layout():
 
 def test_chunks_of_planned_teachers_match_one_chunk():
     whole = make_teachers("optimal", n_mdps=5, seed=0, noise=0.25)
-    chunked = make_teachers("optimal", n_mdps=5, seed=0, noise=0.25, chunk_size=2)
+    chunked = make_teachers("optimal", n_mdps=5, seed=0, noise=0.25, chunk_size=2, workers=1)
     n = whole.teachers.n_index
     np.testing.assert_array_equal(whole.teachers.probs, chunked.teachers.probs[:, :n])
     np.testing.assert_array_equal(whole.teacher_return, chunked.teacher_return)
 
 
 def test_trained_chunks_are_reproducible_and_recorded():
-    first = make_teachers("q_learning", n_mdps=3, episodes=20, chunk_size=2, seed=1)
-    second = make_teachers("q_learning", n_mdps=3, episodes=20, chunk_size=2, seed=1)
+    first = make_teachers("q_learning", n_mdps=3, episodes=20, chunk_size=2, seed=1, workers=1)
+    second = make_teachers("q_learning", n_mdps=3, episodes=20, chunk_size=2, seed=1, workers=1)
     np.testing.assert_array_equal(first.teachers.q_values, second.teachers.q_values)
     assert first.teachers.settings["chunk_size"] == 2
     assert first.stats is not None and first.stats.updates > 0
@@ -633,3 +633,13 @@ def test_undiscounted_optimum_by_policy_iteration_equals_value_iteration():
     stuck = TeacherEnv("DistillGrid-v0", {"layout": no_exit, "absorb_prob": 0.0})
     with pytest.raises(ValueError):
         training._undiscounted_optimum(stuck.make_vec([0]).models, 0, 1)
+
+
+def test_worker_processes_give_the_same_teachers():
+    kwargs = {"n_mdps": 4, "episodes": 30, "chunk_size": 2, "seed": 3}
+    here = make_teachers("q_learning", workers=1, **kwargs)
+    spread = make_teachers("q_learning", workers=2, **kwargs)
+    np.testing.assert_array_equal(here.teachers.q_values, spread.teachers.q_values)
+    np.testing.assert_array_equal(here.teacher_return, spread.teacher_return)
+    assert not spread.teachers.probs.flags.writeable
+    assert spread.stats is not None and spread.stats.updates == here.stats.updates
