@@ -465,8 +465,19 @@ def _load_base(path: str) -> Any:
     return _BASE_CACHE[path]
 
 
+_PIECE_CACHE: dict[str, Any] = {}
+
+
 def _piece_teachers(piece: _Piece) -> Any:
-    """The teachers of MDPs ``lo .. hi - 1`` of a piece's panel."""
+    """The teachers of MDPs ``lo .. hi - 1`` of a piece's panel (the last set is cached)."""
+    name = _canonical([_teacher_key(piece.spec, piece.settings), piece.lo, piece.hi])
+    if name not in _PIECE_CACHE:
+        _PIECE_CACHE.clear()  # one set per process: pieces of one panel and range run in a row
+        _PIECE_CACHE[name] = _make_piece_teachers(piece)
+    return _PIECE_CACHE[name]
+
+
+def _make_piece_teachers(piece: _Piece) -> Any:
     from distill_agents import teachers as T
     from distill_agents.teacher_training import TeacherEnv
 
@@ -784,6 +795,9 @@ def _curve_figure(
             teacher_files[tkey] = ("", _recorded_steps(state, panel.teacher, settings))
     out.teacher_env_steps = sum(steps for _, steps in teacher_files.values())
     todo = [_with_teacher_file(p, teacher_files, settings) if p.spec.trained else p for p in todo]
+    # Pieces with the same teachers (panel and MDP range) in a row: they are built once.
+    order = {name: i for i, name in enumerate(settings.panels)}
+    todo.sort(key=lambda p: (order.get(_panel_of(plan, p), 0), p.lo))
     out.pieces_total = len(seen)
     out.pieces_reused = len(seen) - len(todo)
     if todo:
@@ -832,6 +846,13 @@ def _curve_figure(
                 rows += curve_rows(exp.figure, panel.name, "teacher", metric, its, level)
     out.rows = rows
     return out
+
+
+def _panel_of(plan: Sequence[tuple[X.Panel, X.Curve, list[_Piece]]], piece: _Piece) -> str:
+    for panel, _, pieces in plan:
+        if any(p.path == piece.path for p in pieces):
+            return panel.name
+    return ""
 
 
 def _recorded_steps(state: _State, spec: X.TeacherSpec, settings: FigureSettings) -> int:
