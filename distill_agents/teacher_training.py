@@ -95,6 +95,11 @@ KINDS = ("q_learning", "a2c", "optimal", "adversarial")
 DEFAULT_EPISODES = 30_000
 #: Largest number of actors (sub-envs) one MDP gets in the later training phases.
 DEFAULT_MAX_ACTORS = 16
+#: Numba threads inside one training loop (the vector env's and the agent's kernels) from this
+#: many actors on; ``None``: never. Off because under CPU contention (other processes on the
+#: machine) OpenMP parallel regions stall: measured 2.4 ms instead of ~50 us per ``step`` of
+#: 600 actors. Training uses cores through worker processes instead (one chunk each).
+THREAD_MIN_ACTORS: int | None = None
 #: Memory budget of one chunk of MDPs; a constant (not the machine's memory) because the chunk
 #: size is part of a training run's identity (see the module docstring).
 CHUNK_BUDGET_BYTES = 4e9
@@ -230,10 +235,15 @@ class TeacherEnv:
         table = np.asarray(self.probe.observation_of_state)  # type: ignore[attr-defined]
         return 1 if table.ndim == 1 else int(table.shape[1])
 
-    def make_vec(self, mdps: Sequence[int]) -> Any:
-        """A vector env whose sub-env ``j`` is MDP ``mdps[j]`` (table-index observations)."""
+    def make_vec(self, mdps: Sequence[int], parallel: bool = False) -> Any:
+        """A vector env whose sub-env ``j`` is MDP ``mdps[j]`` (table-index observations).
+
+        ``parallel``: step on numba's threads (the vector env's ``parallel``; off by default,
+        see :data:`THREAD_MIN_ACTORS`).
+        """
         mdps = [int(m) for m in mdps]
         kwargs = dict(self._vector_kwargs)
+        kwargs["parallel"] = bool(parallel)
         if self.layout_base is not None:
             first = mdps[0]
             if mdps != list(range(first, first + len(mdps))):
@@ -560,12 +570,12 @@ def _run(
         else:
             group, _ = _plan(completed, steps, n_episodes, n_mdps, max_actors)
             t_build = time.perf_counter()
-            envs = env.make_vec([mdps[int(g)] for g in group])
+            envs = env.make_vec([mdps[int(g)] for g in group], parallel=_use_threads(group.size))
             build_s += time.perf_counter() - t_build
         n_actors = int(group.size)
         t_phase = time.perf_counter()
         extras = agent.extras(n_actors, envs)
-        parallel = n_actors >= _parallel_min() and n_threads > 1
+        parallel = _use_threads(n_actors)
         kernel = agent.parallel if parallel else agent.serial
         bounds = _thread_bounds(group, n_threads if parallel else 1)
         counts = np.zeros((bounds.size, agent.n_counts), dtype=np.int64)
@@ -640,10 +650,13 @@ def _should_rebuild(
     return drain + rebuild < keep
 
 
-def _parallel_min() -> int:
-    from gridworld_env.vector import PARALLEL_MIN_ENVS
-
-    return int(PARALLEL_MIN_ENVS)
+def _use_threads(n_actors: int) -> bool:
+    """Whether a loop of ``n_actors`` actors runs its kernels on numba's threads."""
+    return (
+        THREAD_MIN_ACTORS is not None
+        and n_actors >= THREAD_MIN_ACTORS
+        and numba.get_num_threads() > 1
+    )
 
 
 def _prepare(
@@ -655,7 +668,7 @@ def _prepare(
     mdps = [int(m) for m in mdps]  # type: ignore[union-attr]
     if not mdps or min(mdps) < 0 or len(set(mdps)) != len(mdps):
         raise ValueError("mdps must be a count >= 1 or a list of distinct MDP indices >= 0")
-    envs = env.make_vec(mdps)
+    envs = env.make_vec(mdps, parallel=_use_threads(len(mdps)))
     return env, mdps, envs, envs.models
 
 
@@ -1159,6 +1172,7 @@ def bench_q_learning(
     seed: int = 0,
     max_actors: int = DEFAULT_MAX_ACTORS,
     workers: int | None = None,
+    reference_threads: int | None = None,
 ) -> dict[str, Any]:
     """Q-learning through the vector env against a plain compiled loop, on the same MDPs.
 
@@ -1167,10 +1181,14 @@ def bench_q_learning(
     over ``workers`` processes; no evaluation), then runs
     :func:`distill_agents._teacher_kernels.q_learning_reference` in this process (one numba
     function, the dynamics inlined from the same outcome tables the vector env's kernel reads,
-    MDPs spread over numba's threads) for the same episodes, and reports both rates.
+    MDPs spread over numba's threads; ``reference_threads`` of them if given) for the same
+    episodes, and reports both rates. ``workers=1, reference_threads=1`` compares one core with
+    one core.
 
     Returns:
-        A dict with ``trainer_seconds`` (wall time, worker start-up and env rebuilds included),
+        A dict with ``trainer_seconds`` (wall time, worker start-up and env rebuilds included;
+        ``trainer_cpu_seconds`` and ``ratio_cpu`` compare CPU times, which other processes on a
+        busy machine disturb less, when ``workers=1``),
         ``trainer_updates_per_s`` (transitions learned from per second), ``trainer_env_steps_per_s``
         (env-steps, idle and autoreset steps included), ``reference_seconds``,
         ``reference_steps_per_s``, ``ratio`` (trainer updates/s over reference steps/s), the
@@ -1208,9 +1226,9 @@ def bench_q_learning(
         for start in range(0, n_mdps, MAX_CHUNK)
     ]
     n_workers = min(len(jobs), default_workers() if workers is None else workers)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     results = _run_jobs(jobs, n_workers, None)
-    trainer_s = time.perf_counter() - t0
+    trainer_s, trainer_cpu = time.perf_counter() - t0, time.process_time() - c0
     stats = [r.stats for r in results if r.stats is not None]
     updates = sum(st.updates for st in stats)
     env_steps = sum(st.env_steps for st in stats)
@@ -1235,12 +1253,19 @@ def bench_q_learning(
     )  # fmt: skip
     q_ref = np.zeros((n_mdps, n_index, models.n_actions))
     ref_steps = np.zeros(n_mdps, dtype=np.int64)
-    t0 = time.perf_counter()
-    kernels.q_learning_reference(
-        outcomes, models.action_rows, terminal, initial_cum, key_of_state, seeds, episodes,
-        limit, 0.1, 0.01, 0.99, q_ref, ref_steps,
-    )  # fmt: skip
-    reference_s = time.perf_counter() - t0
+    threads = numba.get_num_threads()
+    if reference_threads is not None:
+        numba.set_num_threads(_check_count(reference_threads, "reference_threads"))
+    try:
+        used_threads = numba.get_num_threads()
+        t0, c0 = time.perf_counter(), time.process_time()
+        kernels.q_learning_reference(
+            outcomes, models.action_rows, terminal, initial_cum, key_of_state, seeds, episodes,
+            limit, 0.1, 0.01, 0.99, q_ref, ref_steps,
+        )  # fmt: skip
+        reference_s, reference_cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        numba.set_num_threads(threads)
     trainer_rate = updates / trainer_s
     reference_rate = float(ref_steps.sum()) / reference_s
     scale = (1000 / n_mdps) * (DEFAULT_EPISODES / episodes)
@@ -1248,7 +1273,7 @@ def bench_q_learning(
         "n_mdps": n_mdps,
         "episodes": episodes,
         "workers": n_workers,
-        "reference_threads": numba.get_num_threads(),
+        "reference_threads": used_threads,
         "trainer_seconds": trainer_s,
         "trainer_updates": updates,
         "trainer_env_steps": env_steps,
@@ -1267,6 +1292,15 @@ def bench_q_learning(
         "reference_steps": int(ref_steps.sum()),
         "reference_steps_per_s": reference_rate,
         "ratio": trainer_rate / reference_rate,
+        # CPU time: robust to other processes on the machine; the trainer's only when it runs
+        # in this process (workers=1), the reference's summed over its threads.
+        "trainer_cpu_seconds": trainer_cpu if n_workers == 1 else None,
+        "reference_cpu_seconds": reference_cpu,
+        "ratio_cpu": (
+            (updates / trainer_cpu) / (float(ref_steps.sum()) / reference_cpu)
+            if n_workers == 1
+            else None
+        ),
         "extrapolated_seconds_30k": {
             "trainer": trainer_s * scale,
             "reference": reference_s * scale,
@@ -1275,14 +1309,20 @@ def bench_q_learning(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m distill_agents.teacher_training [N_MDPS [EPISODES]]``: print the benchmark."""
+    """``python -m distill_agents.teacher_training [N_MDPS [EPISODES [WORKERS [THREADS]]]]``.
+
+    Prints :func:`bench_q_learning` as JSON.
+    """
     import json
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
     n_mdps = int(args[0]) if args else 1000
     episodes = int(args[1]) if len(args) > 1 else 2000
-    print(json.dumps(bench_q_learning(n_mdps, episodes), indent=1))
+    workers = int(args[2]) if len(args) > 2 else None
+    threads = int(args[3]) if len(args) > 3 else None
+    print(json.dumps(bench_q_learning(n_mdps, episodes, workers=workers,
+                                      reference_threads=threads), indent=1))  # fmt: skip
     return 0
 
 

@@ -73,13 +73,13 @@ def test_q_learning_same_seed_same_tables_other_seed_other_tables():
 
 def test_serial_and_parallel_kernels_give_identical_results(monkeypatch):
     env = TeacherEnv()
-    monkeypatch.setattr(training, "_parallel_min", lambda: 10**9)
+    monkeypatch.setattr(training, "THREAD_MIN_ACTORS", None)
     serial = train_q_learning(env, 4, episodes=15, seed=3, max_actors=3)
-    monkeypatch.setattr(training, "_parallel_min", lambda: 1)
+    monkeypatch.setattr(training, "THREAD_MIN_ACTORS", 1)
     parallel = train_q_learning(env, 4, episodes=15, seed=3, max_actors=3)
     assert np.array_equal(serial.q_values, parallel.q_values)
     a2c_serial = train_a2c(env, 3, episodes=10, seed=3)
-    monkeypatch.setattr(training, "_parallel_min", lambda: 10**9)
+    monkeypatch.setattr(training, "THREAD_MIN_ACTORS", None)
     a2c_parallel = train_a2c(env, 3, episodes=10, seed=3)
     assert np.array_equal(a2c_serial.logits, a2c_parallel.logits)
 
