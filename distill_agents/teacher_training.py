@@ -16,8 +16,8 @@ Episode accounting and finished MDPs
     MDPs and make the slowest MDP the critical path (3 M ``step`` calls, ~2 minutes). Training
     therefore runs in *phases*. Phase 0 has one sub-env (*actor*) per MDP: plain sequential
     Q-learning (or A2C); an actor whose MDP has started all its episodes goes idle (still
-    stepped, never learned from). Once fewer than half of the actors are busy, the trainer
-    checks every :data:`PLAN_EVERY` calls whether a new phase would be cheaper than going on,
+    stepped, never learned from). Once fewer than :data:`DRAIN_BELOW` of the actors are busy,
+    the trainer checks every :data:`PLAN_EVERY` calls whether a new phase is cheaper than going on,
     under a fixed cost model (:data:`CALL_COST` per ``step`` call, one unit per actor-step,
     :data:`BUILD_COST` per sub-env built; deterministic, so results stay reproducible). If so,
     it starts no new episodes, lets the running ones end (*drain*), and builds a vector env for
@@ -32,8 +32,9 @@ Randomness, chunks and worker processes
     :func:`make_teachers` cuts the MDPs into chunks of consecutive MDPs (at most
     :data:`MAX_CHUNK`, fewer if ``[N, A]`` tables would exceed :data:`CHUNK_BUDGET_BYTES`),
     each trained in its own vector env, and spreads the chunks over worker processes (one
-    numba thread each: independent processes use two cores far better than the two threads of
-    one process, whose parallel regions synchronise twice per ``step``). The chunk starting at
+    numba thread each; the kernels run serially by default, see :data:`THREAD_MIN_ACTORS`:
+    independent processes use the cores far better than OpenMP regions that synchronise twice
+    per ``step`` and stall when other processes compete for the CPU). The chunk starting at
     MDP ``c`` trains with ``SeedSequence(seed, spawn_key=(0, c))``; within it the vector env of
     phase ``p`` is reset with a seed from key ``(0, p)`` and the agent's uniforms (one per actor
     per step, drawn in blocks) come from a generator on key ``(1,)``. The vector env draws its
