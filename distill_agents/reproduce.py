@@ -50,8 +50,9 @@ Resuming: content-addressed pieces in ``DIR/.state``
     tampered piece is recomputed. Delete ``DIR/.state`` to start over.
 
 Parallelism
-    ``--workers W`` (default: the number of CPUs, at most 2 with ``--quick`` ... 1) runs pieces
-    in ``W`` processes (spawned; each with one numba thread); results do not depend on ``W``.
+    ``--workers W`` runs the pieces in ``W`` spawned processes, each with one numba thread
+    (default: the CPUs, at most 8, when the pieces to run hold at least
+    :data:`PARALLEL_EPISODES` training episodes, else 1); results do not depend on ``W``.
     ``--backend ray`` is not available yet.
 """
 
@@ -104,6 +105,9 @@ PIECE_BYTES = 1.5e9
 #: ``[N, A]`` float64 tables per MDP counted against :data:`PIECE_BYTES` (teacher probabilities
 #: and log-probabilities, the runner's logits, snapshots and evaluation policies).
 PIECE_TABLES = 8
+#: With ``--workers`` unset, pieces run in several processes only if they hold this many
+#: training episodes in total (below it, spawning the processes costs more than it saves).
+PARALLEL_EPISODES = 200_000
 #: Version of the state layout in ``DIR/.state`` (part of every key).
 STATE_VERSION = 1
 _PIECE_KIND = "reproduce_piece"
@@ -137,8 +141,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=None,
-        help="processes for the pieces (default: CPUs; 1 with --quick); results do not depend "
-        "on it",
+        help="processes for the pieces (default: the CPUs for large runs, else 1); results do "
+        "not depend on it",
     )
     parser.add_argument(
         "--max-actions",
@@ -579,7 +583,7 @@ def _init_worker(queue: Any, threads: int) -> None:
     _QUEUE = queue
     import numba
 
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
 
 class _QueueProgress:
@@ -647,6 +651,15 @@ def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None)
     }
     save_arrays(piece.path, _PIECE_KIND, arrays, meta)
     return seconds
+
+
+def _default_workers() -> int:
+    """Processes by default: the CPUs this process may use (at most 8)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
 
 
 def _progress_disabled(flag: bool) -> bool | None:
@@ -733,7 +746,7 @@ def _curve_figure(
     exp: X.Experiment,
     settings: FigureSettings,
     state: _State,
-    workers: int,
+    workers: int | None,
     bar_factory: Callable[..., Any],
 ) -> _FigureRun:
     out = _FigureRun()
@@ -805,6 +818,8 @@ def _curve_figure(
         with bar_factory(
             total=total, unit="episode", unit_scale=True, desc=f"{exp.figure} students"
         ) as bar:
+            if workers is None:  # processes pay off only for real work (spawning takes seconds)
+                workers = _default_workers() if total >= PARALLEL_EPISODES else 1
             if workers > 1 and len(todo) > 1:
                 _run_pieces(todo, min(workers, len(todo)), bar)
             else:
@@ -965,14 +980,7 @@ def _layout_figure(out_dir: Path, seed: int) -> dict[str, Any]:
         "-5": text.count("x"),
         "-10": text.count("X"),
     }
-    body = (
-        f"# DistillGrid-v0 layout_seed={seed}: # wall, S start, . empty, - -1, G +10, g +5, "
-        "x -5, X -10\n"
-        + "\n".join(layout)
-        + "\n# counts: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
-        + "\n"
-    )
+    body = "\n".join(layout) + "\n"  # exactly the map: gym.make(..., layout=lines) rebuilds it
     from gridworld_env._io import atomic_write
 
     atomic_write(out_dir / "fig7.txt", lambda handle: handle.write(body.encode()))
@@ -999,7 +1007,7 @@ def reproduce_figure(
     out: str | os.PathLike[str],
     *,
     settings: FigureSettings | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     progress: bool = False,
     arguments: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -1009,7 +1017,8 @@ def reproduce_figure(
         figure: a figure id (``fig2`` .. ``fig10``).
         out: the output directory (its ``.state`` subdirectory keeps the finished pieces).
         settings: resolved settings (default: the paper's full scale).
-        workers: processes for the pieces.
+        workers: processes for the pieces (``None``: the CPUs if the pieces hold at least
+            :data:`PARALLEL_EPISODES` episodes, else 1).
         progress: show tqdm progress bars on stderr.
         arguments: the command's arguments, recorded in the JSON summary.
 
@@ -1137,8 +1146,6 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     workers = args.workers
-    if workers is None:
-        workers = 1 if args.quick else max(1, min(os.cpu_count() or 1, 8))
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
     times: dict[str, float] = {}
     for f, settings in zip(figures, resolved, strict=True):

@@ -1,0 +1,332 @@
+"""``distill-grid reproduce`` (distill_agents.reproduce): files, names, resumption, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from distill_agents import reproduce, runner
+from distill_agents import teacher_training as training
+from distill_agents.experiments import get_experiment
+from distill_agents.results import read_csv
+
+# Tiny settings: every figure's whole pipeline in a few seconds.
+TINY = ["--mdps", "3", "--iterations", "20", "--teacher-episodes", "20", "--eval-points", "2"]
+AC = ("mc", "td", "td_noise=0.15", "td_noise=0.25")
+SPEC_PANELS = {  # SPEC 4.1
+    "fig3": {"T=0", "T=0.01", "T=0.1"},
+    "fig4": {"A=4", "A=40", "A=400", "A=4000"},
+    "fig5": {f"q_learning/{c}" for c in AC},
+    "fig6": {"length=11/optimal", "length=11/adversarial"},
+    "fig8": {f"{t}/{c}" for t in ("q_learning", "a2c") for c in AC},
+}
+SPEC_PANELS["fig10"] = SPEC_PANELS["fig4"]
+
+
+def _run(capsys, *argv):
+    status = reproduce.main(
+        [*argv, "--no-progress", "--workers", "1"]
+        if "--workers" not in argv
+        else [*argv, "--no-progress"]
+    )
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _check_outputs(out, figure):
+    rows = read_csv(out / f"{figure}.csv")  # schema validated on read
+    assert out.joinpath(f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads(out.joinpath(f"{figure}.json").read_text())
+    assert summary["figure"] == figure and summary["version"]
+    assert summary["wall_seconds"] > 0 and "arguments" in summary
+    return rows, summary
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """``tiny(figure)``: the output directory of a TINY run of the figure (run once)."""
+    done = {}
+
+    def get(figure):
+        if figure not in done:
+            out = tmp_path_factory.mktemp(figure)
+            argv = [figure, *TINY, "--out", str(out), "--no-progress", "--workers", "1"]
+            assert reproduce.main(argv) == 0
+            done[figure] = out
+        return done[figure]
+
+    return get
+
+
+@pytest.mark.parametrize("figure", ["fig3", "fig4", "fig5", "fig6", "fig8", "fig9", "fig10"])
+def test_tiny_run_of_every_curve_figure(tiny, figure):
+    tmp_path = tiny(figure)
+    rows, summary = _check_outputs(tmp_path, figure)
+    exp = get_experiment(figure)
+    panels = {r.panel for r in rows}
+    assert panels == SPEC_PANELS.get(figure, set(exp.panel_names))
+    assert {r.metric for r in rows} == set(exp.metrics)
+    for panel in exp.panels:
+        methods = {r.method for r in rows if r.panel == panel.name}
+        assert methods == {c.label for c in panel.curves} | {"teacher"}
+    for r in rows:
+        assert r.figure == figure and r.n_mdps == 3
+        assert r.iteration in (0, 10, 20)
+        assert r.ci_low <= r.mean <= r.ci_high
+    # Every (panel, method, metric) curve has the evaluation points 0, 10, 20.
+    series = {(r.panel, r.method, r.metric) for r in rows}
+    assert len(rows) == 3 * len(series)
+    assert summary["env_steps"] > 0
+    assert summary["env_steps"] == summary["student_env_steps"] + summary["teacher_env_steps"]
+    if figure in ("fig3", "fig5", "fig8"):  # trained teachers
+        assert summary["teacher_env_steps"] > 0
+    assert summary["settings"]["mdps"] == 3 and summary["settings"]["iterations"] == 20
+    assert {a["method"] for a in summary["analysis"]} == set(exp.methods())
+
+
+def test_fig3_rows_make_sense(tiny):
+    rows = [r for r in read_csv(tiny("fig3") / "fig3.csv") if r.panel == "T=0"]
+    value = {(r.method, r.metric, r.iteration): r.mean for r in rows}
+    for control in ("student_driven", "teacher_driven", "uniform_driven"):
+        # Every student starts uniform: same KLs and return at iteration 0, whatever the control.
+        for metric in ("kl_student", "kl_teacher", "kl_uniform", "return"):
+            assert value[control, metric, 0] == value["student_driven", metric, 0]
+        assert value[control, "kl_teacher", 20] < value[control, "kl_teacher", 0]
+    assert value["teacher", "kl_student", 0] == 0.0
+    assert value["teacher", "return", 0] == value["teacher", "return", 20]
+
+
+def test_fig2_exact_dynamics(tmp_path, capsys):
+    status, _, err = _run(
+        capsys, "fig2", "--iterations", "3000", "--eval-points", "300", "--out", str(tmp_path)
+    )
+    assert status == 0, err
+    rows, summary = _check_outputs(tmp_path, "fig2")
+    assert {r.panel for r in rows} == {"on_policy_distill+R", "n_distill+R"}
+    assert {r.metric for r in rows} == {"prob_R_s0", "prob_R_sR", "loss"}
+    curve = {}
+    for r in rows:
+        curve.setdefault((r.panel, r.method, r.metric), []).append(r.mean)
+        assert r.n_mdps == 1 and math.isnan(r.ci_low)
+    osc = "on_policy_distill+R"
+    p = np.array(curve[osc, osc, "prob_R_s0"])
+    assert p[0] == pytest.approx(0.1) and curve[osc, osc, "prob_R_sR"][0] == pytest.approx(0.1)
+    assert curve[osc, osc, "loss"][0] == pytest.approx(-4 * 0.1 * 0.1)  # -4 p(R|s0) p(R|sR)
+    up = int(np.argmax(p > 0.8))
+    assert p[up] > 0.8 and p[up:].min() < 0.2 and p[-1] > 0.8  # up, down, up again: it cycles
+    nd = "n_distill+R"
+    assert curve[nd, nd, "prob_R_s0"][-1] > 0.95 and curve[nd, nd, "prob_R_sR"][-1] > 0.95
+    assert curve[nd, nd, "loss"][-1] < -3.8
+    assert curve[nd, "teacher", "prob_R_sR"] == [1.0] * 301
+    assert summary["settings"]["exact"] is True
+
+
+def test_fig7_writes_the_example_mdp(tmp_path, capsys):
+    status, _out, err = _run(capsys, "fig7", "--out", str(tmp_path), "--seed", "3")
+    assert status == 0, err
+    assert tmp_path.joinpath("fig7.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not tmp_path.joinpath("fig7.csv").exists()
+    lines = tmp_path.joinpath("fig7.txt").read_text().splitlines()
+    layout = lines
+    assert len(layout) == 20 and all(len(line) == 20 for line in layout)
+    assert sum(line.count("S") for line in layout) == 1 and layout[10][10] == "S"
+    import gymnasium as gym
+
+    env = gym.make("DistillGrid-v0", layout_seed=3)
+    assert tuple(layout) == tuple(env.unwrapped.layout)
+    summary = json.loads(tmp_path.joinpath("fig7.json").read_text())
+    assert summary["counts"]["walls"] == sum(line.count("#") for line in layout)
+
+
+# ------------------------------------------------------------------------------ resuming
+SMALL = ["fig6", "--mdps", "4", "--iterations", "30", "--eval-points", "3"]
+
+
+def _pieces(out):
+    return sorted(out.joinpath(".state", "pieces").glob("*.npz"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run of SMALL: its CSV bytes and number of pieces."""
+    out = tmp_path_factory.mktemp("reference")
+    assert reproduce.main([*SMALL, "--out", str(out), "--no-progress"]) == 0
+    return out.joinpath("fig6.csv").read_bytes(), len(_pieces(out))
+
+
+def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path, capsys, reference):
+    status, _, _ = _run(capsys, *SMALL, "--out", str(tmp_path / "a"))
+    assert status == 0
+    assert tmp_path.joinpath("a", "fig6.csv").read_bytes() == reference[0]
+    status, _, _ = _run(capsys, *SMALL, "--out", str(tmp_path / "b"), "--seed", "1")
+    assert status == 0
+    assert tmp_path.joinpath("b", "fig6.csv").read_bytes() != reference[0]
+
+
+def test_interrupted_run_resumes_with_identical_results(tmp_path, capsys, monkeypatch, reference):
+    real = runner.run_distillation
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", interrupted)
+    status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert status == 130 and "interrupted" in err and "resume" in err
+    assert len(_pieces(tmp_path)) == 1  # the finished piece was kept
+    assert not tmp_path.joinpath("fig6.csv").exists()
+
+    counted = []
+
+    def counting(*args, **kwargs):
+        counted.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", counting)
+    status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert status == 0, err
+    assert len(counted) == reference[1] - 1  # only the unfinished pieces ran
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+    summary = json.loads(tmp_path.joinpath("fig6.json").read_text())
+    assert summary["pieces"] == {"total": reference[1], "reused": 1}
+    # A third run computes nothing and still writes the same bytes.
+    counted.clear()
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
+    assert not counted and tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+
+
+def test_deleted_and_tampered_pieces_are_recomputed(tmp_path, capsys, reference):
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
+    pieces = _pieces(tmp_path)
+    pieces[0].unlink()
+    data = pieces[1].read_bytes()
+    pieces[1].write_bytes(data[: len(data) // 2])  # truncated
+    status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert status == 0 and "recomputing a damaged piece" in err
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+    assert json.loads(tmp_path.joinpath("fig6.json").read_text())["pieces"]["reused"] == (
+        reference[1] - 2
+    )
+
+
+def test_changed_argument_is_detected_and_never_mixed(tmp_path, capsys):
+    changed = ["fig6", "--mdps", "4", "--iterations", "40", "--eval-points", "3"]
+    assert _run(capsys, *SMALL, "--out", str(tmp_path / "d"))[0] == 0
+    status, _, err = _run(capsys, *changed, "--out", str(tmp_path / "d"))
+    assert status == 0
+    assert "other settings (iterations 30 -> 40; " in err and "kept but not used" in err
+    assert _run(capsys, *changed, "--out", str(tmp_path / "fresh"))[0] == 0
+    assert (
+        tmp_path.joinpath("d", "fig6.csv").read_bytes()
+        == tmp_path.joinpath("fresh", "fig6.csv").read_bytes()
+    )
+
+
+def test_results_do_not_depend_on_the_cutting_into_pieces(tmp_path, capsys, monkeypatch, reference):
+    monkeypatch.setattr(reproduce, "PIECE_MDPS", 1)
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
+    assert len(_pieces(tmp_path)) == 4 * reference[1]
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+
+
+def test_figures_share_pieces_and_teachers(tmp_path, capsys):
+    assert (
+        _run(capsys, "fig9", *TINY, "--out", str(tmp_path), "--panels", "length=11/optimal")[0] == 0
+    )
+    status, _, _ = _run(capsys, "fig6", *TINY, "--out", str(tmp_path))
+    assert status == 0
+    summary = json.loads(tmp_path.joinpath("fig6.json").read_text())
+    assert summary["pieces"] == {"total": 14, "reused": 8}  # 16 curves, 2 teacher-free shared
+    fig9 = [r for r in read_csv(tmp_path / "fig9.csv") if r.panel == "length=11/optimal"]
+    fig6 = [r for r in read_csv(tmp_path / "fig6.csv") if r.panel == "length=11/optimal"]
+    assert [r.mean for r in fig9] == [r.mean for r in fig6]
+
+
+def test_derived_teachers_equal_make_teachers(tmp_path):
+    """Temperature and noise applied to the cached tables == make_teachers(temperature, noise)."""
+    from distill_agents.experiments import TeacherSpec
+
+    settings = reproduce.figure_settings("fig5", mdps=3, iterations=5, teacher_episodes=10)
+    state = reproduce._State(tmp_path)
+    from contextlib import nullcontext
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    for spec in (
+        TeacherSpec("q_learning", temperature=0.1),
+        TeacherSpec("q_learning", noise=0.25),
+        TeacherSpec("a2c", temperature=None, noise=0.15),
+    ):
+        path, steps = reproduce._ensure_trained(
+            spec, settings, state, lambda **kw: nullcontext(Bar())
+        )
+        assert steps > 0
+        expected = training.make_teachers(
+            spec.kind, n_mdps=3, seed=0, episodes=10, temperature=spec.temperature,
+            noise=spec.noise,
+        ).teachers  # fmt: skip
+        piece = reproduce._Piece(
+            key={}, path="", spec=spec, method="on_policy_distill", control=None, critic=None,
+            lr=0.1, gamma=0.99, metrics=("return",), settings=settings, lo=1, hi=3,
+            teacher_file=path,
+        )  # fmt: skip
+        got = reproduce._make_piece_teachers(piece)
+        np.testing.assert_array_equal(got.probs, expected.probs[1:3])
+        np.testing.assert_array_equal(got.values, expected.values[1:3])
+        np.testing.assert_array_equal(got.layout_seeds, [1, 2])
+
+
+# ------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fig11"], "figure must be one of fig2, fig3"),
+        (["fig3", "--panels", "T=7"], "--panels: fig3 has no panel 'T=7'; its panels: T=0"),
+        (["fig3", "--mdps", "0"], "--mdps must be an integer >= 1, got 0"),
+        (["fig3", "--iterations", "-5"], "--iterations must be an integer >= 1, got -5"),
+        (["fig3", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        (["fig3", "--backend", "ray"], "--backend ray is not available yet"),
+        (["fig3", "--backend", "dask"], "--backend must be local or ray, got 'dask'"),
+        (["fig3", "--ray-address", "x:1"], "--ray-address needs --backend ray"),
+        (["fig3", "--workers", "0"], "--workers must be an integer >= 1, got 0"),
+        (["all", "--panels", "T=0"], "--panels selects panels of one figure"),
+        (["fig4", "--max-actions", "2"], "--max-actions 2 leaves no panel of fig4"),
+        (["fig3", "--panels", ","], "--panels must name at least one panel"),
+    ],
+)
+def test_bad_arguments_give_one_line(tmp_path, capsys, argv, message):
+    status, _out, err = _run(capsys, *argv, "--out", str(tmp_path / "o"))
+    assert status == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("distill-grid reproduce: error: ") and message in err
+    assert not tmp_path.joinpath("o").exists()
+
+
+def test_out_must_be_a_directory(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    status, _, err = _run(capsys, "fig6", "--out", str(target))
+    assert status == 2 and "is not a directory" in err
+
+
+def test_workers_give_the_same_bytes(tmp_path, capsys, reference):
+    status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path), "--workers", "2")
+    assert status == 0, err
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+
+
+@pytest.mark.slow
+def test_quick_all(tmp_path, capsys):
+    status, _out, err = _run(capsys, "all", "--quick", "--out", str(tmp_path))
+    assert status == 0, err
+    for figure in ("fig2", "fig3", "fig4", "fig5", "fig6", "fig8", "fig9", "fig10"):
+        _check_outputs(tmp_path, figure)
+    assert tmp_path.joinpath("fig7.png").is_file() and tmp_path.joinpath("all.json").is_file()
