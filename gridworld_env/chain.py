@@ -9,7 +9,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from gridworld_env.base import TabularEnv
-from gridworld_env.mdp import TabularMDP
+from gridworld_env.mdp import TabularMDP, movement_mdp
 
 __all__ = ["DistillChainEnv", "chain_mdp", "chain_observation_table", "check_chain_args"]
 
@@ -72,7 +72,6 @@ def chain_mdp(
         The model, with ``S = length + 1`` states.
     """
     length, n_actions, noise, absorb_prob = check_chain_args(length, n_actions, noise, absorb_prob)
-    s_term = length
     cells = np.arange(length)
     # dest[s, d]: where move d leads from cell s (the walls at both ends are never hit: the end
     # cells are terminal); d = 2 is "stay".
@@ -80,34 +79,13 @@ def chain_mdp(
         [np.maximum(cells - 1, 0), np.minimum(cells + 1, length - 1), cells], axis=1
     ).astype(np.int64)
 
-    n_rows = N_MOVES if n_actions == N_MOVES else N_MOVES + 1
-    n_out = N_MOVES + 2
-    next_states = np.full((length + 1, n_rows, n_out), s_term, dtype=np.int64)
-    next_probs = np.zeros((length + 1, n_rows, n_out))
-    live = 1.0 - absorb_prob
-    for k in range(n_rows):
-        next_states[:length, k, 0] = dest[:, k]
-        next_states[:length, k, 1 : 1 + N_MOVES] = dest[:, :N_MOVES]
-        next_probs[:length, k, 0] = live * (1.0 - noise)
-        next_probs[:length, k, 1 : 1 + N_MOVES] = live * noise / N_MOVES
-    next_probs[:length, :, -1] = absorb_prob
-    cell_reward = np.zeros(length + 1)
+    cell_reward = np.zeros(length)
     cell_reward[0], cell_reward[length - 1] = LEFT_REWARD, RIGHT_REWARD
-    next_rewards = cell_reward[next_states]
-    next_rewards[:, :, -1] = 0.0
-
-    terminal = np.zeros(length + 1, dtype=bool)
-    terminal[[0, length - 1, s_term]] = True
-    absorbing = np.flatnonzero(terminal)
-    next_states[absorbing] = absorbing[:, None, None]
-    next_probs[absorbing] = 0.0
-    next_probs[absorbing, :, 0] = 1.0
-    next_rewards[absorbing] = 0.0
-
-    action_rows = np.minimum(np.arange(n_actions), n_rows - 1)
-    initial = np.zeros(length + 1)
-    initial[length // 2] = 1.0
-    return TabularMDP(next_states, next_probs, next_rewards, action_rows, initial, terminal)
+    cell_terminal = np.zeros(length, dtype=bool)
+    cell_terminal[[0, length - 1]] = True
+    return movement_mdp(
+        dest, cell_reward, cell_terminal, n_actions, noise, absorb_prob, start=length // 2
+    )
 
 
 def chain_observation_table(length: int) -> NDArray[np.int64]:

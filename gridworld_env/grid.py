@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from gridworld_env import layout as lay
 from gridworld_env.base import TabularEnv
-from gridworld_env.mdp import TabularMDP
+from gridworld_env.mdp import TabularMDP, movement_mdp
 
 __all__ = [
     "DistillGridEnv",
@@ -170,7 +170,6 @@ def grid_mdp(
     """
     height, width = cells.shape
     n_cells = height * width
-    s_term = n_cells
     rows, cols = np.divmod(np.arange(n_cells), width)
     flat = cells.reshape(-1)
     # dest[s, d]: where move d leads from cell s (stays put at edges and walls); d = 4 is "stay".
@@ -183,38 +182,16 @@ def grid_mdp(
         dest[:, d] = np.where(blocked, np.arange(n_cells), target)
     dest[:, N_MOVES] = np.arange(n_cells)
 
-    n_rows = N_MOVES if n_actions == N_MOVES else N_MOVES + 1
-    n_out = N_MOVES + 2
-    next_states = np.full((n_cells + 1, n_rows, n_out), s_term, dtype=np.int64)
-    next_probs = np.zeros((n_cells + 1, n_rows, n_out))
-    live = 1.0 - absorb_prob
-    for k in range(n_rows):
-        next_states[:n_cells, k, 0] = dest[:, k]
-        next_states[:n_cells, k, 1 : 1 + N_MOVES] = dest[:, :N_MOVES]
-        next_probs[:n_cells, k, 0] = live * (1.0 - noise)
-        next_probs[:n_cells, k, 1 : 1 + N_MOVES] = live * noise / N_MOVES
-    next_states[:, :, -1] = s_term
-    next_probs[:n_cells, :, -1] = absorb_prob
-    cell_reward = np.append(lay.CELL_REWARD[flat], 0.0)
-    next_rewards = cell_reward[next_states]
-    next_rewards[:, :, -1] = 0.0
-
-    terminal = np.append(lay.CELL_TERMINAL[flat], True)
-    absorbing = np.flatnonzero(terminal)
-    walls = np.flatnonzero(flat == lay.WALL)
-    for states, target in (
-        (absorbing, absorbing[:, None]),
-        (walls, np.full((walls.size, 1), s_term)),
-    ):
-        next_states[states] = target[:, :, None]
-        next_probs[states] = 0.0
-        next_probs[states, :, 0] = 1.0
-        next_rewards[states] = 0.0
-
-    action_rows = np.minimum(np.arange(n_actions), n_rows - 1)
-    initial = np.zeros(n_cells + 1)
-    initial[start[0] * width + start[1]] = 1.0
-    return TabularMDP(next_states, next_probs, next_rewards, action_rows, initial, terminal)
+    return movement_mdp(
+        dest,
+        lay.CELL_REWARD[flat],
+        lay.CELL_TERMINAL[flat],
+        n_actions,
+        noise,
+        absorb_prob,
+        start=start[0] * width + start[1],
+        dead=flat == lay.WALL,
+    )
 
 
 def grid_observation_table(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TabularMDP", "reachable_states"]
+__all__ = ["TabularMDP", "movement_mdp", "reachable_states"]
 
 _ATOL = 1e-9
 
@@ -186,3 +186,71 @@ def reachable_states(mdp: TabularMDP) -> NDArray[np.bool_]:
         reached[new] = True
         frontier = new
     return reached
+
+
+def movement_mdp(
+    dest: NDArray[np.int64],
+    cell_reward: NDArray[np.float64],
+    cell_terminal: NDArray[np.bool_],
+    n_actions: int,
+    noise: float,
+    absorb_prob: float,
+    start: int,
+    dead: NDArray[np.bool_] | None = None,
+) -> TabularMDP:
+    """The model of a world of cells with ``D`` noisy movement actions and an absorbing ``s_term``.
+
+    This is the one rule behind ``DistillGrid-v0`` (``D = 4``) and ``DistillChain-v0``
+    (``D = 2``), SPEC 1.1/1.2. After any action: with probability ``absorb_prob`` the agent moves
+    to ``s_term`` (state ``C``, reward 0); otherwise the action's intended move happens with
+    probability ``1 - noise`` and each of the ``D`` moves with ``noise / D``. Actions ``>= D``
+    share one "stay" row whose intended move is staying put. The reward of an outcome is the
+    reward of the cell landed in. Terminal cells and ``s_term`` are absorbing with reward 0; dead
+    cells (walls) move to ``s_term`` with probability 1, reward 0, and are not terminal.
+
+    Args:
+        dest: ``[C, D + 1]`` int: the cell each move leads to from each cell (the cell itself
+            when blocked); the last column is "stay" (the cell itself).
+        cell_reward: ``[C]`` reward of landing in each cell.
+        cell_terminal: ``[C]`` True for terminal cells.
+        n_actions: ``A >= D``.
+        noise: transition noise in [0, 1].
+        absorb_prob: absorption probability in [0, 1].
+        start: the start cell.
+        dead: ``[C]`` True for cells that do not exist (walls), or ``None``.
+
+    Returns:
+        The model with ``S = C + 1`` states, ``K = D`` rows if ``A == D`` else ``D + 1``, and
+        ``M = D + 2`` outcomes per row (intended move, the ``D`` moves, ``s_term``).
+    """
+    n_cells, n_moves = dest.shape[0], dest.shape[1] - 1
+    s_term = n_cells
+    n_rows = n_moves if n_actions == n_moves else n_moves + 1
+    next_states = np.full((n_cells + 1, n_rows, n_moves + 2), s_term, dtype=np.int64)
+    next_probs = np.zeros((n_cells + 1, n_rows, n_moves + 2))
+    live = 1.0 - absorb_prob
+    for k in range(n_rows):
+        next_states[:n_cells, k, 0] = dest[:, k]
+        next_states[:n_cells, k, 1 : 1 + n_moves] = dest[:, :n_moves]
+        next_probs[:n_cells, k, 0] = live * (1.0 - noise)
+        next_probs[:n_cells, k, 1 : 1 + n_moves] = live * noise / n_moves
+    next_probs[:n_cells, :, -1] = absorb_prob
+    next_rewards = np.append(cell_reward, 0.0)[next_states]
+    next_rewards[:, :, -1] = 0.0
+
+    terminal = np.append(cell_terminal, True)
+    absorbing = np.flatnonzero(terminal)
+    walls = np.flatnonzero(dead) if dead is not None else np.zeros(0, dtype=np.int64)
+    for states, target in (
+        (absorbing, absorbing[:, None]),
+        (walls, np.full((walls.size, 1), s_term)),
+    ):
+        next_states[states] = target[:, :, None]
+        next_probs[states] = 0.0
+        next_probs[states, :, 0] = 1.0
+        next_rewards[states] = 0.0
+
+    action_rows = np.minimum(np.arange(n_actions), n_rows - 1)
+    initial = np.zeros(n_cells + 1)
+    initial[start] = 1.0
+    return TabularMDP(next_states, next_probs, next_rewards, action_rows, initial, terminal)
