@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -330,3 +331,26 @@ def test_quick_all(tmp_path, capsys):
     for figure in ("fig2", "fig3", "fig4", "fig5", "fig6", "fig8", "fig9", "fig10"):
         _check_outputs(tmp_path, figure)
     assert tmp_path.joinpath("fig7.png").is_file() and tmp_path.joinpath("all.json").is_file()
+
+
+def _load_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_figures.py"
+    spec = importlib.util.spec_from_file_location("reproduce_figures", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("figure", ["fig6", "fig3"])
+def test_script_gives_the_numbers_of_the_command(tmp_path, tiny, figure):
+    """scripts/reproduce_figures.py, assembled by hand, agrees with the data-driven command."""
+    script = _load_script()
+    argv = [figure, "--mdps", "3", "--iterations", "20", "--teacher-episodes", "20"]
+    assert script.main([*argv, "--eval-points", "2", "--out", str(tmp_path)]) == 0
+    mine = {r.key: r for r in read_csv(tmp_path / f"{figure}.csv")}
+    command = {r.key: r for r in read_csv(tiny(figure) / f"{figure}.csv")}
+    assert mine == command
