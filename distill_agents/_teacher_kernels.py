@@ -32,11 +32,10 @@ dynamics inlined (the performance reference of
 
 from __future__ import annotations
 
-import llvmlite.ir as llvm_ir
 import numpy as np
 from numba import njit, prange
-from numba.core import cgutils, types
-from numba.extending import intrinsic
+
+from gridworld_env._kernels import prefetch
 
 __all__ = [
     "ACTING",
@@ -57,27 +56,6 @@ ENDED = 2  #: the actor's episode ended at the previous step (the next step is a
 #: How many actors ahead the agent kernels prefetch the Q (logit) row they will read: the loop
 #: is bound by the latency of one scattered read per actor, and prefetching overlaps them.
 PREFETCH_DISTANCE = 8
-
-
-@intrinsic
-def _prefetch(typingctx, array, index):
-    """Hint the CPU to load the cache line of ``array.flat[index]`` (C-contiguous ``array``)."""
-    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array_value, index_value = args
-        proxy = context.make_array(signature.args[0])(context, builder, array_value)
-        byte_ptr = llvm_ir.IntType(8).as_pointer()
-        name = "llvm.prefetch.p0" if getattr(byte_ptr, "is_opaque", False) else "llvm.prefetch.p0i8"
-        i32 = llvm_ir.IntType(32)
-        fn_type = llvm_ir.FunctionType(llvm_ir.VoidType(), [byte_ptr, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fn_type, name)
-        address = builder.bitcast(builder.gep(proxy.data, [index_value]), byte_ptr)
-        builder.call(fn, [address, i32(0), i32(3), i32(1)])  # read, keep in cache, data
-        return context.get_dummy_value()
-
-    return types.void(array, index), codegen
 
 
 # --------------------------------------------------------------------------- action choice
@@ -196,7 +174,7 @@ def _q_range(
         ahead = j + PREFETCH_DISTANCE
         if ahead < hi:
             row_ahead = (np.uint64(group[ahead]) * n_index + np.uint64(next_obs[ahead])) * stride
-            _prefetch(flat, row_ahead)  # type: ignore[call-arg]
+            prefetch(flat, row_ahead)  # type: ignore[call-arg]
         g = group[j]
         o_next = next_obs[j]
         table = np.uint64(g) * n_index
@@ -481,7 +459,7 @@ def _a2c_range(
         ahead = j + PREFETCH_DISTANCE
         if ahead < hi:
             row_ahead = (np.uint64(group[ahead]) * n_index + np.uint64(next_obs[ahead])) * stride
-            _prefetch(flat, row_ahead)  # type: ignore[call-arg]
+            prefetch(flat, row_ahead)  # type: ignore[call-arg]
         g = group[j]
         o_next = next_obs[j]
         st = status[j]

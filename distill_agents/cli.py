@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -22,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from gridworld_env._io import atomic_write
 
 __all__ = ["main"]
 
@@ -187,24 +190,30 @@ def _nanmean(values: Any) -> float:
 
 def _write_teacher_csv(path: Path, run: Any) -> None:
     """``mdp,layout_seed,teacher_return,optimal_return,uniform_return``, written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["mdp", "layout_seed", "teacher_return", "optimal_return", "uniform_return"])
+    seeds = run.teachers.layout_seeds
+    for i in range(run.teachers.n_mdps):
         writer.writerow(
-            ["mdp", "layout_seed", "teacher_return", "optimal_return", "uniform_return"]
+            [
+                i,
+                "" if seeds[i] < 0 else int(seeds[i]),
+                repr(float(run.teacher_return[i])),
+                repr(float(run.optimal_return[i])),
+                repr(float(run.uniform_return[i])),
+            ]
         )
-        seeds = run.teachers.layout_seeds
-        for i in range(run.teachers.n_mdps):
-            writer.writerow(
-                [
-                    i,
-                    "" if seeds[i] < 0 else int(seeds[i]),
-                    repr(float(run.teacher_return[i])),
-                    repr(float(run.optimal_return[i])),
-                    repr(float(run.uniform_return[i])),
-                ]
-            )
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.write(text.getvalue().encode("utf-8")))
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from distill_agents import distill_command
+
+    try:
+        return int(distill_command.run(args))
+    except ValueError as err:
+        raise CommandError(str(err).splitlines()[0]) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -274,6 +283,15 @@ def _parser() -> argparse.ArgumentParser:
         help=f"hide the progress bar (also: {NO_PROGRESS_ENV}=1)",
     )
     teach.set_defaults(func=_cmd_teach)
+
+    from distill_agents import distill_command
+
+    distill = sub.add_parser(
+        "distill",
+        help="distil saved teachers with one method; write the curves (CSV, PNG, JSON)",
+    )
+    distill_command.add_arguments(distill)
+    distill.set_defaults(func=_cmd_distill)
     return parser
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "OUTCOME_DTYPE",
     "first_bad_action",
     "pack_outcomes",
+    "prefetch",
     "reset_kernel",
     "step_kernel",
     "step_kernel_parallel",
@@ -159,7 +160,7 @@ PREFETCH_DISTANCE = 8
 
 
 @intrinsic
-def _prefetch(typingctx, array, index):
+def prefetch(typingctx, array, index):
     """Hint the CPU to load the cache line of ``array.flat[index]`` (C-contiguous ``array``)."""
     if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
         return None
@@ -240,7 +241,7 @@ def _step_range(
             a = np.uint64(ahead)
             k_ahead = np.uint64(action_rows[np.uint64(actions[a])])
             s_ahead = np.uint64(env_state[a, STATE])
-            _prefetch(flat_outcomes, ((a * n_states + s_ahead) * n_rows + k_ahead) * n_out)  # type: ignore[call-arg]
+            prefetch(flat_outcomes, ((a * n_states + s_ahead) * n_rows + k_ahead) * n_out)  # type: ignore[call-arg]
         u = u_row[i]
         steps = env_state[i, ELAPSED]
         if steps < 0:

@@ -49,3 +49,35 @@ def test_console_script_error_has_no_traceback():
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "width" in proc.stderr
+
+
+def test_teach_then_distill_writes_curves(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["teach", "optimal", "--mdps", "3", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "distill",
+                "--method",
+                "on_policy_distill",
+                "--teacher",
+                str(out / "teachers.npz"),
+                "--iterations",
+                "200",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    from distill_agents.results import read_csv
+
+    rows = read_csv(out / "on_policy_distill.csv")
+    final = [r for r in rows if r.method == "on_policy_distill" and r.iteration == 200]
+    teacher = [r for r in rows if r.method == "teacher" and r.iteration == 200]
+    assert final and teacher and final[0].n_mdps == 3
+    assert final[0].mean > teacher[0].mean - 1.0  # the students learn their teachers' return
+    assert (out / "on_policy_distill.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(["distill", "--method", "nope", "--teacher", str(out / "teachers.npz")]) == 2
+    assert "method must be one of" in capsys.readouterr().err
