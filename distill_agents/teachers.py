@@ -414,6 +414,56 @@ class Teachers:
         return Teachers(**fields)
 
     @classmethod
+    def from_policy(
+        cls,
+        teacher: Any,
+        env_id: str,
+        env_kwargs: Mapping[str, Any] | None = None,
+    ) -> Teachers:
+        """Wrap one teacher of any kind as a batch of one, for the batched runner.
+
+        Args:
+            teacher: anything :func:`distill_agents.distill.teacher_tables` accepts: an object
+                with ``action_probs(obs)`` (and ``value(obs)``) over table indices, such as
+                :class:`~distill_agents.integrations.sb3.SB3Teacher` or a
+                :class:`~distill_agents.policy.TabularPolicy`, or an ``[n, A]`` array.
+            env_id: the environment id; its kwargs must fix the layout (an integer
+                ``layout_seed`` or a ``layout``).
+            env_kwargs: the single env's kwargs (JSON); the teacher's table indices are those
+                :class:`~gridworld_env.TableIndexWrapper` gives on that env.
+
+        Returns:
+            ``Teachers`` of kind ``"custom"`` with ``B = 1``.
+        """
+        import gymnasium as gym
+
+        from distill_agents.distill import teacher_tables
+
+        kwargs = dict(env_kwargs or {})
+        vector_kwargs = dict(kwargs)
+        partial = vector_kwargs.pop("observation", "full") == "partial"
+        envs = gym.make_vec(
+            env_id,
+            num_envs=1,
+            vectorization_mode="vector_entry_point",
+            observation="partial_index" if partial else "index",
+            **vector_kwargs,
+        )
+        n_obs = int(envs.models.n_indices[0])
+        probs, values = teacher_tables(teacher, n_obs, int(envs.single_action_space.n))
+        layout_seed = kwargs.pop("layout_seed", None)
+        return cls(
+            kind="custom",
+            probs=probs[None],
+            n_indices=np.array([n_obs]),
+            values=None if values is None else values[None],
+            layout_seeds=None if layout_seed is None else np.array([layout_seed]),
+            env_id=env_id,
+            env_kwargs=kwargs,
+            settings={"source": type(teacher).__name__},
+        )
+
+    @classmethod
     def concatenate(cls, parts: Iterable[Teachers]) -> Teachers:
         """Join teachers of consecutive chunks of MDPs (same kind, actions and settings).
 
