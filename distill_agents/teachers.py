@@ -442,7 +442,7 @@ class Teachers:
         kwargs = dict(env_kwargs or {})
         vector_kwargs = dict(kwargs)
         partial = vector_kwargs.pop("observation", "full") == "partial"
-        envs = gym.make_vec(
+        envs: Any = gym.make_vec(  # our native vector env: it has .models
             env_id,
             num_envs=1,
             vectorization_mode="vector_entry_point",
