@@ -607,9 +607,61 @@ class _QueueProgress:
             self.pending = 0
 
 
-def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None) -> float:
-    """Run one piece and write its file; returns its wall seconds."""
+def _diverged(err: BaseException) -> bool:
+    """Whether a runner error means a student's numbers became non-finite."""
+    return isinstance(err, FloatingPointError) or (
+        isinstance(err, ValueError) and "finite" in str(err)
+    )
+
+
+def _run_range(piece: _Piece, teachers: Any, a: int, b: int, progress: Any, iterations: int) -> Any:
     from distill_agents import runner
+
+    return runner.run_distillation(
+        _slice_teachers(teachers, a, b) if (a, b) != (0, teachers.n_mdps) else teachers,
+        piece.method,
+        control=piece.control,
+        iterations=iterations,
+        eval_every=piece.settings.eval_every if iterations else 1,
+        lr=piece.lr,
+        gamma=piece.gamma,
+        critic=piece.critic,
+        seed=piece.settings.seed,
+        metrics=piece.metrics,
+        first_mdp=piece.lo + a,
+        progress=progress if progress is not None and iterations else False,
+    )
+
+
+def _bisect(
+    piece: _Piece, teachers: Any, a: int, b: int, progress: Any, out: list[tuple[int, Any]]
+) -> None:
+    """Run MDPs ``a .. b - 1`` of a piece; halve around students that diverge.
+
+    Thanks to the per-MDP streams, a student's result does not depend on the MDPs run with it,
+    so the halves give the numbers the whole range would have given. A single MDP whose student
+    diverges is recorded as ``None`` (its metrics become NaN).
+    """
+    try:
+        out.append((a, _run_range(piece, teachers, a, b, progress, piece.settings.iterations)))
+    except (ValueError, FloatingPointError) as err:
+        if not _diverged(err):
+            raise
+        if b - a == 1:
+            out.append((a, None))
+            return
+        mid = (a + b) // 2
+        _bisect(piece, teachers, a, mid, progress, out)
+        _bisect(piece, teachers, mid, b, progress, out)
+
+
+def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None) -> float:
+    """Run one piece and write its file; returns its wall seconds.
+
+    A student whose numbers become non-finite (it diverged) gets NaN metrics: the results
+    leave it out of the mean (``n_mdps`` counts the MDPs used) and the piece records how many
+    diverged (the JSON summary reports them per curve).
+    """
     from distill_agents.storage import save_arrays
 
     t0 = time.perf_counter()
@@ -618,39 +670,53 @@ def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None)
         queue_progress = _QueueProgress(_QUEUE)
         progress = queue_progress
     teachers = _piece_teachers(piece)
-    result = runner.run_distillation(
-        teachers,
-        piece.method,
-        control=piece.control,
-        iterations=piece.settings.iterations,
-        eval_every=piece.settings.eval_every,
-        lr=piece.lr,
-        gamma=piece.gamma,
-        critic=piece.critic,
-        seed=piece.settings.seed,
-        metrics=piece.metrics,
-        first_mdp=piece.lo,
-        progress=progress if progress is not None else False,
-    )
+    parts: list[tuple[int, Any]] = []
+    _bisect(piece, teachers, 0, teachers.n_mdps, progress, parts)
     if queue_progress is not None:
         queue_progress.flush()
-    arrays: dict[str, NDArray] = {
-        "env_steps": np.asarray(result.env_steps, dtype=np.int64),
-        "eval_iterations": np.asarray(result.eval_iterations, dtype=np.int64),
-    }
+    parts.sort(key=lambda part: part[0])
+    b = teachers.n_mdps
+    points = eval_points_of(piece.settings.iterations, piece.settings.eval_every)
+    env_steps = np.zeros(b, dtype=np.int64)
+    student = {name: np.full((b, points.size), np.nan) for name in piece.metrics}
+    teacher = {name: np.full(b, np.nan) for name in piece.metrics}
+    diverged: list[int] = []
+    stats = {"sub_env_steps": 0, "build_seconds": 0.0, "eval_seconds": 0.0}
+    for a, result in parts:
+        if result is None:  # the teacher's own numbers still count
+            diverged.append(piece.lo + a)
+            result = _run_range(piece, teachers, a, a + 1, None, 0)
+            for name in piece.metrics:
+                teacher[name][a] = result.teacher_metrics[name][0]
+            continue
+        n = result.n_mdps
+        env_steps[a : a + n] = result.env_steps
+        for name in piece.metrics:
+            student[name][a : a + n] = result.metrics[name]
+            teacher[name][a : a + n] = result.teacher_metrics[name]
+        stats["sub_env_steps"] += int(result.sub_env_steps)
+        stats["build_seconds"] += float(result.build_seconds)
+        stats["eval_seconds"] += float(result.eval_seconds)
+    arrays: dict[str, NDArray] = {"env_steps": env_steps, "eval_iterations": points}
     for name in piece.metrics:
-        arrays[f"student_{name}"] = np.asarray(result.metrics[name], dtype=np.float64)
-        arrays[f"teacher_{name}"] = np.asarray(result.teacher_metrics[name], dtype=np.float64)
+        arrays[f"student_{name}"] = student[name]
+        arrays[f"teacher_{name}"] = teacher[name]
     seconds = time.perf_counter() - t0
     meta = {
         "key": json.loads(_canonical(piece.key)),
         "wall_seconds": seconds,
-        "sub_env_steps": int(result.sub_env_steps),
-        "build_seconds": float(result.build_seconds),
-        "eval_seconds": float(result.eval_seconds),
+        "diverged": diverged,
+        **stats,
     }
     save_arrays(piece.path, _PIECE_KIND, arrays, meta)
     return seconds
+
+
+def eval_points_of(iterations: int, eval_every: int) -> NDArray[np.int64]:
+    """The evaluation iterations of a curve (as :func:`distill_agents.runner.eval_iterations`)."""
+    from distill_agents.runner import eval_iterations
+
+    return np.asarray(eval_iterations(iterations, eval_every), dtype=np.int64)
 
 
 def _default_workers() -> int:
@@ -844,6 +910,9 @@ def _curve_figure(
         for metric in exp.metrics:
             values = np.concatenate([part["arrays"][f"student_{metric}"] for part in parts])
             out.rows += curve_rows(exp.figure, panel.name, curve.label, metric, its, values)
+        diverged = [m for part in parts for m in part["meta"].get("diverged", [])]
+        if diverged:
+            out.extra.setdefault("diverged", {})[f"{panel.name}: {curve.label}"] = diverged
         if M.parse_method(curve.method).needs_teacher and panel.name not in per_panel_teacher:
             per_panel_teacher[panel.name] = {
                 metric: np.concatenate([part["arrays"][f"teacher_{metric}"] for part in parts])
@@ -1090,6 +1159,7 @@ def reproduce_figure(
         csv_sha256=digest,
         png=png_path.name,
         analysis=X.analyse(run.rows),
+        diverged=run.extra.get("diverged", {}),
     )
     _write_json(out_dir / f"{figure}.json", _jsonable(summary))
     return summary

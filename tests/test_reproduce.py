@@ -354,3 +354,39 @@ def test_script_gives_the_numbers_of_the_command(tmp_path, tiny, figure):
     mine = {r.key: r for r in read_csv(tmp_path / f"{figure}.csv")}
     command = {r.key: r for r in read_csv(tiny(figure) / f"{figure}.csv")}
     assert mine == command
+
+
+def test_a_diverging_student_is_left_out_and_reported(tmp_path, capsys, monkeypatch, reference):
+    real = runner.run_distillation
+
+    def diverging(teachers, method, **kwargs):
+        first = kwargs["first_mdp"]
+        if (
+            method == "teacher_v_reward"
+            and kwargs["iterations"]
+            and first <= 2 < first + len(teachers)
+        ):
+            raise FloatingPointError("a student's logits diverged (non-finite); lower lr")
+        return real(teachers, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", diverging)
+    status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert status == 0, err
+    rows = read_csv(tmp_path / "fig6.csv")
+    expected = {r.key: r for r in read_csv_bytes(reference[0], tmp_path)}
+    for r in rows:
+        if r.method == "teacher_v_reward":
+            assert r.n_mdps == 3  # MDP 2 left out
+        else:
+            assert r == expected[r.key]  # nothing else changes
+    summary = json.loads(tmp_path.joinpath("fig6.json").read_text())
+    assert summary["diverged"] == {
+        "length=11/optimal: teacher_v_reward": [2],
+        "length=11/adversarial: teacher_v_reward": [2],
+    }
+
+
+def read_csv_bytes(data, tmp_path):
+    path = tmp_path / "reference.csv"
+    path.write_bytes(data)
+    return read_csv(path)
