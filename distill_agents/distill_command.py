@@ -45,13 +45,39 @@ DEFAULT_EVAL_POINTS = 30
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.+=-]")
 
 
+#: Stable-Baselines3 algorithms whose saved models ``--sb3-algo`` loads.
+SB3_ALGOS = ("PPO", "A2C", "DQN")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``distill-grid distill`` on ``parser``."""
     parser.add_argument(
         "--method", required=True, help=f"method id, one of: {', '.join(M.METHOD_IDS)}"
     )
     parser.add_argument(
-        "--teacher", required=True, help="teachers file written by distill-grid teach"
+        "--teacher",
+        required=True,
+        help="teachers file written by distill-grid teach, or an SB3 model .zip (with --sb3-algo)",
+    )
+    parser.add_argument(
+        "--sb3-algo",
+        default=None,
+        choices=SB3_ALGOS,
+        help="the --teacher .zip is a Stable-Baselines3 model of this algorithm (needs --env)",
+    )
+    parser.add_argument(
+        "--env", default=None, help="with --sb3-algo: the environment id the model acts in"
+    )
+    parser.add_argument(
+        "--env-kwargs",
+        default="{}",
+        help="with --sb3-algo: JSON kwargs of that environment (they must fix the layout)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="with --sb3-algo: temperature of the SB3 teacher's policy (default 1)",
     )
     parser.add_argument(
         "--control",
@@ -78,9 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the students (default 0)")
-    parser.add_argument(
-        "--critic", default=None, help="mc or td (default: the method's own, mostly mc)"
-    )
+    parser.add_argument("--critic", default=None, help="mc or td (default: td)")
     parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
     parser.add_argument("--gamma", type=float, default=0.99, help="discount (default 0.99)")
     parser.add_argument(
@@ -181,6 +205,35 @@ def _subset(teachers: Any, n: int) -> Any:
     )
 
 
+def _sb3_teachers(args: argparse.Namespace, path: Path) -> Any:
+    """One SB3 model as a batch of one teacher over the env's table indices."""
+    import gymnasium as gym
+
+    import gridworld_env
+    from distill_agents.teachers import Teachers
+
+    try:
+        import stable_baselines3
+
+        from distill_agents.integrations import sb3
+    except ImportError as err:
+        raise ValueError(f"--sb3-algo: {_one_line(err)}") from None
+    if args.env is None:
+        raise ValueError("--sb3-algo needs --env (the id of the environment the model acts in)")
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--env-kwargs must be a JSON object: {err.msg}") from None
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+    if not args.temperature >= 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    model = getattr(stable_baselines3, args.sb3_algo).load(path, device="cpu")
+    table = gridworld_env.TableIndexWrapper(gym.make(args.env, **env_kwargs))
+    teacher = sb3.SB3Teacher(model, args.temperature, obs_to_model=table.index_to_obs)
+    return Teachers.from_policy(teacher, args.env, env_kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``distill-grid distill`` with parsed ``args``; returns the exit status (0).
 
@@ -202,11 +255,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--teacher {teacher_path}: no such file (write one with distill-grid teach)"
         )
+    if args.sb3_algo is None and (args.env is not None or args.env_kwargs != "{}"):
+        raise ValueError("--env and --env-kwargs go with --sb3-algo (an SB3 model teacher)")
     out = Path(args.out if args.out is not None else DEFAULT_OUT)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     try:
-        teachers = Teachers.load(teacher_path)
+        if args.sb3_algo is None:
+            teachers = Teachers.load(teacher_path)
+        else:
+            teachers = _sb3_teachers(args, teacher_path)
     except ValueError as err:
         raise ValueError(f"--teacher: {_one_line(err)}") from None
     if args.mdps is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import json
 import sys
 
 import gymnasium as gym
@@ -452,3 +453,36 @@ def test_sb3_teacher_drives_the_batched_runner():
     np.testing.assert_allclose(teachers.probs[0, :n], expected, atol=1e-12)
     result = run_distillation(teachers, "on_policy_distill", iterations=50, eval_every=25, seed=0)
     assert np.isfinite(result.metrics["return"]).all()
+
+
+def test_distill_command_takes_an_sb3_model(tmp_path, capsys):
+    from distill_agents.cli import main
+    from distill_agents.results import read_csv
+
+    kwargs = {"layout": ["S..G", ".#..", "...."], "noise": 0.0, "observation": "partial"}
+    model = PPO("MlpPolicy", gym.make("DistillGrid-v0", **kwargs), n_steps=64, seed=0, device="cpu")
+    model.save(tmp_path / "ppo.zip")
+    argv = [
+        "distill",
+        "--method",
+        "on_policy_distill",
+        "--teacher",
+        str(tmp_path / "ppo.zip"),
+        "--sb3-algo",
+        "PPO",
+        "--env",
+        "DistillGrid-v0",
+        "--env-kwargs",
+        json.dumps(kwargs),
+        "--iterations",
+        "40",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    rows = read_csv(tmp_path / "on_policy_distill.csv")
+    assert {r.method for r in rows} == {"on_policy_distill", "teacher"}
+    capsys.readouterr()
+    assert main([*argv[:7], "--iterations", "5"]) == 2  # --sb3-algo without --env
+    assert "--env" in capsys.readouterr().err
