@@ -216,6 +216,15 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         raise CommandError(str(err).splitlines()[0]) from None
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from distill_agents import reproduce
+
+    try:
+        return int(reproduce.run(args))
+    except ValueError as err:
+        raise CommandError(str(err).splitlines()[0]) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="distill-grid",
@@ -292,6 +301,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     distill_command.add_arguments(distill)
     distill.set_defaults(func=_cmd_distill)
+
+    from distill_agents import reproduce
+
+    repro = sub.add_parser(
+        "reproduce",
+        help="reproduce a figure of the paper: DIR/<fig>.csv, .png and .json (resumable)",
+    )
+    reproduce.add_arguments(repro)
+    repro.set_defaults(func=_cmd_reproduce)
     return parser
 
 

@@ -81,3 +81,41 @@ def test_teach_then_distill_writes_curves(tmp_path, capsys):
     capsys.readouterr()
     assert main(["distill", "--method", "nope", "--teacher", str(out / "teachers.npz")]) == 2
     assert "method must be one of" in capsys.readouterr().err
+
+
+def test_readme_main_job_reproduces_fig3_quick(tmp_path):
+    out = tmp_path / "results"
+    assert (
+        main(
+            [
+                "reproduce",
+                "fig3",
+                "--quick",
+                "--out",
+                str(out),
+                "--mdps",
+                "4",
+                "--iterations",
+                "60",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    from distill_agents.results import read_csv
+
+    rows = read_csv(out / "fig3.csv")
+    assert {r.panel for r in rows} == {"T=0", "T=0.01", "T=0.1"}
+    assert {r.method for r in rows} == {
+        "student_driven",
+        "teacher_driven",
+        "uniform_driven",
+        "teacher",
+    }
+    assert (out / "fig3.png").stat().st_size > 0 and (out / "fig3.json").is_file()
+
+
+def test_reproduce_bad_figure_is_one_line(capsys):
+    assert main(["reproduce", "fig99"]) == 2
+    err = capsys.readouterr().err
+    assert "figure must be one of" in err and len(err.strip().splitlines()) == 1
