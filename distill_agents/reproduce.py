@@ -609,8 +609,9 @@ class _QueueProgress:
 
 def _diverged(err: BaseException) -> bool:
     """Whether a runner error means a student's numbers became non-finite."""
+    # The runner's two messages for a student whose logits are no longer finite numbers.
     return isinstance(err, FloatingPointError) or (
-        isinstance(err, ValueError) and "finite" in str(err)
+        isinstance(err, ValueError) and "policy must hold finite" in str(err)
     )
 
 
