@@ -3,7 +3,7 @@
 One call updates a tabular student after one episode:
 
     theta <- theta - lr * sum_t [ -grad log pi_theta(a_t | s_t) * Ahat_t  +  grad l_t ]
-    V     <- V     + lr * sum_t [ target_t - V(s_t) ]            (L2 critic fit, paper A.3)
+    V(s_t) <- V(s_t) + lr * [ target_t - V(s_t) ]  for t = 1..T  (L2 critic fit, paper A.3)
 
 The three parts of Eq. 1 are computed separately (see :mod:`distill_agents.methods` for each
 method's choice of them):
@@ -31,7 +31,9 @@ method's choice of them):
 Everything is evaluated at the parameters *before* the update (the update is the sum over the
 episode of Eq. 1's terms at the current theta, then one step), so the expected update over
 episodes is exactly the expected update field whose (non-)gradient structure the paper's
-theorems are about.
+theorems are about. The critic's targets and the advantages use the critic before the update
+too; its L2 step is then applied visit by visit (``methods.K_CRITIC_SEQUENTIAL``), because the
+summed step diverges at lr 0.1 when a state is visited many times in one episode.
 
 ``log pi`` of the teacher is floored: ``log(max(pi, TEACHER_PROB_FLOOR))``, so that a greedy
 teacher (``pi = 0`` off its argmax) gives finite rewards ``log(1e-8) = -18.42`` to the entropy
@@ -440,8 +442,12 @@ def episode_update_kernel(
                 logits[o, a] -= lr * grad_buf[u, a]
             slot[o] = -1
     if use_critic:
-        for t in range(n_steps):
-            critic[obs[t]] += lr * (target[t] - v_student[t])
+        if codes[M.K_CRITIC_SEQUENTIAL] != 0:
+            for t in range(n_steps):
+                critic[obs[t]] += lr * (target[t] - critic[obs[t]])
+        else:
+            for t in range(n_steps):
+                critic[obs[t]] += lr * (target[t] - v_student[t])
 
 
 # ======================================================================= python entry point
@@ -728,8 +734,10 @@ def episode_update_reference(
     new_theta = theta - lr * grad
     new_v = v_theta.copy()
     if mode != M.CRITIC_NONE:
+        sequential = codes[M.K_CRITIC_SEQUENTIAL] != 0
         for t in range(big_t):
-            new_v[s[t]] += lr * (target[t] - v_theta[s[t]])
+            current = new_v[s[t]] if sequential else v_theta[s[t]]
+            new_v[s[t]] += lr * (target[t] - current)
     return new_theta, new_v
 
 
@@ -931,6 +939,7 @@ def expected_update(
     if critic_mode is None and spec.forced_critic is None and not spec.vcond:
         critic_mode = "none"
     coef, codes = spec.params(critic_mode, distill_loss)
+    codes[M.K_CRITIC_SEQUENTIAL] = 0  # the linear expected direction of the critic too
     log_probs = floored_log(probs, teacher_prob_floor)
     trajectories = enumerate_trajectories(mdp, policy, max_steps, max_trajectories)
     work = make_workspace(n_obs, n_actions, max(len(t.actions) for t in trajectories))
