@@ -304,11 +304,12 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         """Build the kernel tables from every sub-env's model (and, if needed, index tables)."""
         n_envs = self.num_envs
         built: list[tuple[Any, ...]] = []
-        cache: tuple[Any, ...] | None = None  # consecutive sub-envs often share one model
+        done: dict[int, tuple[Any, ...]] = {}  # sub-envs sharing one model share its tables
         for i in range(n_envs):
             mdp, table = self._sub_model(i)
-            if cache is not None and cache[0] is mdp and cache[1] is table:
-                built.append(built[-1])
+            shared = done.get(id(mdp))
+            if shared is not None and shared[0] is mdp and shared[5] is table:
+                built.append(shared[:5])
                 continue
             rows = np.asarray(table, dtype=np.int64).reshape(mdp.n_states, -1)
             has_obs = np.all(rows >= 0, axis=1)
@@ -322,7 +323,7 @@ class TabularVectorEnv(gym.vector.VectorEnv):
             else:
                 key_of_state = np.where(has_obs, np.arange(mdp.n_states), -1)
             built.append((mdp, key_of_state, rows, state_to_index, n_index))
-            cache = (mdp, table)
+            done[id(mdp)] = (*built[-1], table)
         first = built[0][0]
         shape = first.next_states.shape
         for i, (mdp, _, _, _, _) in enumerate(built):
@@ -342,13 +343,16 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         initial_cum = np.empty((n_envs, n_states))
         key_table = np.empty((n_envs, n_states), dtype=np.int64)
         obs_rows = np.empty((n_envs, n_states, n_dim) if partial else (1, 1, 0), dtype=np.int8)
+        first_with: dict[int, int] = {}  # id(mdp) -> first sub-env packed with that model
         for i, entry in enumerate(built):
-            if i > 0 and entry is built[i - 1]:
-                outcomes[i], terminal[i] = outcomes[i - 1], terminal[i - 1]
-                initial_cum[i], key_table[i] = initial_cum[i - 1], key_table[i - 1]
+            j = first_with.get(id(entry[0]))
+            if j is not None and built[j][0] is entry[0] and built[j][1] is entry[1]:
+                outcomes[i], terminal[i] = outcomes[j], terminal[j]
+                initial_cum[i], key_table[i] = initial_cum[j], key_table[j]
                 if partial:
-                    obs_rows[i] = obs_rows[i - 1]
+                    obs_rows[i] = obs_rows[j]
                 continue
+            first_with[id(entry[0])] = i
             mdp, key_of_state, rows, _, _ = entry
             width = max(width, _kernels.pack_outcomes(mdp, key_of_state, outcomes[i]))
             terminal[i] = mdp.terminal
@@ -755,7 +759,9 @@ class DistillGridVectorEnv(TabularVectorEnv):
         )
         self._cells: list[NDArray[np.int8]] | None = None
         self._starts: list[tuple[int, int]] = []
-        self._last_model: tuple[Any, ...] | None = None
+        # Models of the distinct layouts, keyed by id() of their cell array: sub-envs that share
+        # a map (a shared `layout=`, or repeats in `layouts=`) share one model.
+        self._model_cache: dict[int, tuple[Any, ...]] = {}
         self._layout_seeds: tuple[int, ...] | None = None
         if layouts is not None:
             self._use_layouts(layouts, width, height)
@@ -785,7 +791,13 @@ class DistillGridVectorEnv(TabularVectorEnv):
             )
         cfg = self.config
         cells, starts = [], []
+        parsed_maps: dict[tuple[str, ...], tuple[Any, Any]] = {}  # identical maps share cells
         for i, one in enumerate(layouts):
+            key = tuple(one) if isinstance(one, Sequence) and not isinstance(one, str) else None
+            if key is not None and key in parsed_maps:
+                cells.append(parsed_maps[key][0])
+                starts.append(parsed_maps[key][1])
+                continue
             try:
                 parsed = make_grid_config(width=width, height=height, layout=one)
             except ValueError as err:
@@ -802,7 +814,13 @@ class DistillGridVectorEnv(TabularVectorEnv):
                 self._set_native_space()
             cells.append(parsed.cells)
             starts.append(parsed.start)
+            if key is not None:
+                parsed_maps[key] = (parsed.cells, parsed.start)
         self._cells, self._starts = cells, starts
+
+    def _install(self) -> None:
+        super()._install()
+        self._model_cache.clear()  # only needed while the tables are built (~0.2 MB per map)
 
     def _set_native_space(self) -> None:
         cfg = self.config
@@ -824,12 +842,12 @@ class DistillGridVectorEnv(TabularVectorEnv):
         assert self._cells is not None
         cfg = self.config
         cells, start = self._cells[i], self._starts[i]
-        last = self._last_model
-        if last is not None and last[0] is cells and last[1] == start:  # a shared `layout=`
-            return last[2], last[3]
+        hit = self._model_cache.get(id(cells))
+        if hit is not None and hit[0] is cells and hit[1] == start:
+            return hit[2], hit[3]
         mdp = grid_mdp(cells, start, cfg.n_actions, cfg.noise, cfg.absorb_prob)
         table = grid_observation_table(cells, cfg.observation, cfg.view_size)
-        self._last_model = (cells, start, mdp, table)
+        self._model_cache[id(cells)] = (cells, start, mdp, table)
         return mdp, table
 
     @property
