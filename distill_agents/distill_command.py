@@ -192,19 +192,6 @@ def _number(values: Any) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def _subset(teachers: Any, n: int) -> Any:
-    if n >= teachers.n_mdps:
-        return teachers
-    return teachers.replace(
-        probs=teachers.probs[:n],
-        n_indices=teachers.n_indices[:n],
-        values=None if teachers.values is None else teachers.values[:n],
-        q_values=None if teachers.q_values is None else teachers.q_values[:n],
-        acting=None if teachers.acting is None else teachers.acting[:n],
-        layout_seeds=teachers.layout_seeds[:n],
-    )
-
-
 def _sb3_teachers(args: argparse.Namespace, path: Path) -> Any:
     """One SB3 model as a batch of one teacher over the env's table indices."""
     import gymnasium as gym
@@ -268,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ValueError(f"--teacher: {_one_line(err)}") from None
     if args.mdps is not None:
-        teachers = _subset(teachers, args.mdps)
+        teachers = teachers.subset(0, min(args.mdps, teachers.n_mdps))
     spec = M.parse_method(args.method)
     if spec.needs_teacher_values and teachers.values is None:
         raise ValueError(

@@ -446,17 +446,6 @@ def _load_piece(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------ teachers
-def _slice_teachers(teachers: Any, lo: int, hi: int) -> Any:
-    return teachers.replace(
-        probs=teachers.probs[lo:hi],
-        n_indices=teachers.n_indices[lo:hi],
-        values=None if teachers.values is None else teachers.values[lo:hi],
-        q_values=None if teachers.q_values is None else teachers.q_values[lo:hi],
-        acting=None if teachers.acting is None else teachers.acting[lo:hi],
-        layout_seeds=teachers.layout_seeds[lo:hi],
-    )
-
-
 _BASE_CACHE: dict[str, Any] = {}
 
 
@@ -488,7 +477,7 @@ def _make_piece_teachers(piece: _Piece) -> Any:
     spec, settings, lo, hi = piece.spec, piece.settings, piece.lo, piece.hi
     if spec.trained:
         assert piece.teacher_file is not None
-        base = _slice_teachers(_load_base(piece.teacher_file), lo, hi)
+        base = _load_base(piece.teacher_file).subset(lo, hi)
         if spec.kind == "q_learning":
             assert base.q_values is not None
             teachers = T.q_learning_teachers(
@@ -619,7 +608,7 @@ def _run_range(piece: _Piece, teachers: Any, a: int, b: int, progress: Any, iter
     from distill_agents import runner
 
     return runner.run_distillation(
-        _slice_teachers(teachers, a, b) if (a, b) != (0, teachers.n_mdps) else teachers,
+        teachers.subset(a, b) if (a, b) != (0, teachers.n_mdps) else teachers,
         piece.method,
         control=piece.control,
         iterations=iterations,

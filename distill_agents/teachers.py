@@ -413,6 +413,23 @@ class Teachers:
         fields.update(changes)
         return Teachers(**fields)
 
+    def subset(self, lo: int, hi: int) -> Teachers:
+        """The teachers of MDPs ``lo .. hi - 1`` (same table width ``N`` and metadata)."""
+        if not 0 <= lo < hi <= self.n_mdps:
+            raise ValueError(f"need 0 <= lo < hi <= n_mdps = {self.n_mdps}, got lo={lo}, hi={hi}")
+
+        def part(array: NDArray | None) -> NDArray | None:
+            return None if array is None else array[lo:hi]
+
+        return self.replace(
+            probs=self.probs[lo:hi],
+            n_indices=self.n_indices[lo:hi],
+            values=part(self.values),
+            q_values=part(self.q_values),
+            acting=part(self.acting),
+            layout_seeds=part(self.layout_seeds),
+        )
+
     @classmethod
     def from_policy(
         cls,

@@ -49,14 +49,7 @@ def chain_teachers(n: int, length: int = 11) -> Teachers:
 
 
 def subset(teachers: Teachers, lo: int, hi: int) -> Teachers:
-    return teachers.replace(
-        probs=teachers.probs[lo:hi],
-        n_indices=teachers.n_indices[lo:hi],
-        values=None if teachers.values is None else teachers.values[lo:hi],
-        q_values=None if teachers.q_values is None else teachers.q_values[lo:hi],
-        acting=None if teachers.acting is None else teachers.acting[lo:hi],
-        layout_seeds=teachers.layout_seeds[lo:hi],
-    )
+    return teachers.subset(lo, hi)
 
 
 def exact_return(teachers: Teachers, i: int, logits: np.ndarray) -> float:

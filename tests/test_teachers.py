@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -676,3 +677,22 @@ def test_worker_processes_give_the_same_teachers():
     np.testing.assert_array_equal(here.teacher_return, spread.teacher_return)
     assert not spread.teachers.probs.flags.writeable
     assert spread.stats is not None and spread.stats.updates == here.stats.updates
+
+
+def test_subset_selects_mdps_and_keeps_everything_else():
+    envs = gym.make_vec(
+        "DistillGrid-v0", num_envs=4, vectorization_mode="vector_entry_point",
+        observation="index", width=6, height=6, layout_seed=3,
+    )  # fmt: skip
+    teachers = planned_teachers(envs.models, env_id="DistillGrid-v0", layout_seeds=np.arange(3, 7))
+    part = teachers.subset(1, 3)
+    np.testing.assert_array_equal(part.probs, teachers.probs[1:3])
+    np.testing.assert_array_equal(part.values, teachers.values[1:3])
+    np.testing.assert_array_equal(part.layout_seeds, [4, 5])
+    assert (part.kind, part.env_id, part.probs.shape[1]) == (
+        teachers.kind,
+        teachers.env_id,
+        teachers.probs.shape[1],
+    )
+    with pytest.raises(ValueError, match="lo < hi"):
+        teachers.subset(2, 2)
