@@ -10,6 +10,7 @@ microsecond of Python.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -18,9 +19,16 @@ from numpy.typing import NDArray
 
 from gridworld_env.mdp import TabularMDP
 
-__all__ = ["TabularEnv", "check_action"]
+__all__ = ["TabularEnv", "check_action", "check_render_mode"]
 
 _UNIFORM_BLOCK = 1024
+
+
+def check_render_mode(render_mode: Any, modes: Sequence[str]) -> str | None:
+    """Return ``render_mode`` if it is ``None`` or one of ``modes``, else raise a clear error."""
+    if render_mode is not None and render_mode not in modes:
+        raise ValueError(f"render_mode must be None or one of {list(modes)}, got {render_mode!r}")
+    return render_mode
 
 
 def check_action(action: Any, n_actions: int) -> int:

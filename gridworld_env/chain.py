@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from gridworld_env.base import TabularEnv
+from gridworld_env.base import TabularEnv, check_render_mode
 from gridworld_env.mdp import TabularMDP, movement_mdp
 
 __all__ = ["DistillChainEnv", "chain_mdp", "chain_observation_table", "check_chain_args"]
@@ -159,12 +159,7 @@ class DistillChainEnv(TabularEnv):
         absorb_prob: float = 0.01,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                f"got {render_mode!r}"
-            )
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.length, self.n_actions, self.noise, self.absorb_prob = check_chain_args(
             length, n_actions, noise, absorb_prob
         )

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from gridworld_env import layout as lay
-from gridworld_env.base import TabularEnv
+from gridworld_env.base import TabularEnv, check_render_mode
 from gridworld_env.mdp import TabularMDP, movement_mdp
 
 __all__ = [
@@ -298,12 +298,7 @@ class DistillGridEnv(TabularEnv):
         layout: Sequence[str] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                f"got {render_mode!r}"
-            )
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.config = make_grid_config(
             width,
             height,

@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from gridworld_env.base import TabularEnv
+from gridworld_env.base import TabularEnv, check_render_mode
 from gridworld_env.mdp import TabularMDP
 
 __all__ = [
@@ -125,12 +125,7 @@ class DistillOscillationEnv(TabularEnv):
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, render_mode: str | None = None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                f"got {render_mode!r}"
-            )
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.action_space = spaces.Discrete(2)
         self.observation_space = spaces.Discrete(2)
         self._set_model(oscillation_mdp(), oscillation_observation_table())

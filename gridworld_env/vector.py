@@ -61,7 +61,7 @@ from numpy.typing import NDArray
 
 from gridworld_env import _kernels
 from gridworld_env import layout as lay
-from gridworld_env.base import TabularEnv
+from gridworld_env.base import TabularEnv, check_render_mode
 from gridworld_env.grid import GridConfig, grid_mdp, grid_observation_table, make_grid_config
 from gridworld_env.mdp import TabularMDP
 from gridworld_env.registration import MAX_EPISODE_STEPS
@@ -655,11 +655,6 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         self._kernel = _kernels.step_kernel_parallel if self.parallel else _kernels.step_kernel
 
 
-def _check_render_mode(render_mode: Any, modes: Sequence[str]) -> None:
-    if render_mode is not None and render_mode not in modes:
-        raise ValueError(f"render_mode must be None or one of {list(modes)}, got {render_mode!r}")
-
-
 # --------------------------------------------------------------------------- grid
 class DistillGridVectorEnv(TabularVectorEnv):
     """``B`` random grid-world MDPs of ``DistillGrid-v0`` in one vector env.
@@ -724,7 +719,7 @@ class DistillGridVectorEnv(TabularVectorEnv):
         render_mode: str | None = None,
         parallel: bool | None = None,
     ) -> None:
-        _check_render_mode(render_mode, self.metadata["render_modes"])
+        check_render_mode(render_mode, self.metadata["render_modes"])
         modes = ("full", "partial", *_INDEX_MODES)
         if observation not in modes:
             raise ValueError(f"observation must be one of {modes}, got {observation!r}")
@@ -886,6 +881,12 @@ class DistillGridVectorEnv(TabularVectorEnv):
 class _SharedModelVectorEnv(TabularVectorEnv):
     """``B`` copies of one single env's MDP (environments without layout randomness)."""
 
+    metadata: dict[str, Any] = {
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "render_modes": ["ansi"],
+        "render_fps": 4,
+    }
+
     def _build_from(
         self,
         single: TabularEnv,
@@ -927,12 +928,6 @@ class DistillChainVectorEnv(_SharedModelVectorEnv):
     index, as the single env) or ``"index"`` (table indices, as ``TableIndexWrapper``).
     """
 
-    metadata: dict[str, Any] = {
-        "autoreset_mode": AutoresetMode.NEXT_STEP,
-        "render_modes": ["ansi"],
-        "render_fps": 4,
-    }
-
     def __init__(
         self,
         num_envs: int = 1,
@@ -964,12 +959,6 @@ class DistillOscillationVectorEnv(_SharedModelVectorEnv):
     ``max_episode_steps`` (default 1000), ``parallel`` (see :class:`DistillGridVectorEnv`) and
     ``observation``: ``None`` (the aliased observation, as the single env) or ``"index"``.
     """
-
-    metadata: dict[str, Any] = {
-        "autoreset_mode": AutoresetMode.NEXT_STEP,
-        "render_modes": ["ansi"],
-        "render_fps": 4,
-    }
 
     def __init__(
         self,
