@@ -92,6 +92,7 @@ from distill_agents.policy import TabularPolicy
 from distill_agents.results import CurveRow, curve_rows
 from distill_agents.teachers import Teachers
 from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log, make_workspace
+from gridworld_env.base import check_int
 from gridworld_env.vector import chunk_size_for
 
 del gridworld_env  # imported to register the environment ids
@@ -615,12 +616,6 @@ class _Evaluator:
 
 
 # ------------------------------------------------------------------------------ running
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 @dataclass
 class _Run:
     """Settings shared by every chunk of one :func:`run_distillation` call."""
@@ -908,12 +903,12 @@ def run_distillation(
             f"method {spec.id!r} needs the teacher's values V_pi, but these {teachers.kind} "
             "teachers have none"
         )
-    iterations = _check_int("iterations", iterations, 0)
-    eval_every = _check_int("eval_every", eval_every, 1)
-    seed = _check_int("seed", seed, 0)
-    first_mdp = _check_int("first_mdp", first_mdp, 0)
+    iterations = check_int("iterations", iterations, 0)
+    eval_every = check_int("eval_every", eval_every, 1)
+    seed = check_int("seed", seed, 0)
+    first_mdp = check_int("first_mdp", first_mdp, 0)
     if max_episode_steps is not None:
-        max_episode_steps = _check_int("max_episode_steps", max_episode_steps, 1)
+        max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
     if (
         isinstance(lr, bool)
         or not isinstance(lr, (int, float))
@@ -943,7 +938,7 @@ def run_distillation(
             n_states=teachers.n_index,
             tables_per_mdp=TABLES_PER_MDP,
         )
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    chunk_size = check_int("chunk_size", chunk_size, 1)
     builder = _EnvBuilder(teachers, max_episode_steps, parallel)
     points = eval_iterations(iterations, eval_every)
     eval_index = np.full(iterations + 1, -1, dtype=np.int64)
@@ -1155,8 +1150,8 @@ def bench_students(
         ``extrapolated_seconds_30k`` for 1000 MDPs x 30 000 iterations, scaled linearly: a
         rough figure, since episodes get shorter while the students learn).
     """
-    n_mdps = _check_int("n_mdps", n_mdps, 1)
-    iterations = _check_int("iterations", iterations, 1)
+    n_mdps = check_int("n_mdps", n_mdps, 1)
+    iterations = check_int("iterations", iterations, 1)
     out: dict[str, Any] = {"n_mdps": n_mdps, "iterations": iterations, "method": method}
     t0 = time.perf_counter()
     teachers, models = _grid_teachers(n_mdps, seed, {})

@@ -71,6 +71,7 @@ from distill_agents.teachers import (
     planned_teachers,
     q_learning_teachers,
 )
+from gridworld_env.base import check_int
 
 __all__ = [
     "CHUNK_BUDGET_BYTES",
@@ -349,9 +350,7 @@ def _child(parent: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
 
 
 def _check_count(value: Any, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+    return check_int(name, value, low)
 
 
 def _check_rate(value: Any, name: str, low: float, high: float, open_low: bool = False) -> float:

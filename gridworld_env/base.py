@@ -19,9 +19,18 @@ from numpy.typing import NDArray
 
 from gridworld_env.mdp import TabularMDP
 
-__all__ = ["TabularEnv", "check_action", "check_render_mode"]
+__all__ = ["TabularEnv", "check_action", "check_int", "check_render_mode"]
 
 _UNIFORM_BLOCK = 1024
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return ``value`` as an int if it is an integer >= ``minimum``, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
 
 
 def check_render_mode(render_mode: Any, modes: Sequence[str]) -> str | None:

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from gridworld_env import layout as lay
-from gridworld_env.base import TabularEnv, check_render_mode
+from gridworld_env.base import TabularEnv, check_int, check_render_mode
 from gridworld_env.mdp import TabularMDP, movement_mdp
 
 __all__ = [
@@ -25,14 +25,6 @@ N_MOVES = 4
 #: (d_row, d_col) of the movement actions L, R, U, D = 0, 1, 2, 3.
 MOVES = ((0, -1), (0, 1), (-1, 0), (1, 0))
 OBSERVATIONS = ("full", "partial")
-
-
-def _int_arg(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def _fraction(name: str, value: Any, upper_open: bool = False) -> float:
@@ -101,16 +93,16 @@ def make_grid_config(
     """
     if observation not in OBSERVATIONS:
         raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
-    view_size = _int_arg("view_size", view_size, 3)
+    view_size = check_int("view_size", view_size, 3)
     if view_size % 2 == 0:
         raise ValueError(f"view_size must be odd (the agent sits in the centre), got {view_size}")
-    n_actions = _int_arg("n_actions", n_actions, N_MOVES)
+    n_actions = check_int("n_actions", n_actions, N_MOVES)
     noise = _fraction("noise", noise)
     absorb_prob = _fraction("absorb_prob", absorb_prob)
     probs = lay.normalize_reward_probs(reward_probs)
     wall_prob = lay.check_generator_probs(wall_prob, probs)
     if layout_seed is not None:
-        layout_seed = _int_arg("layout_seed", layout_seed, 0)
+        layout_seed = check_int("layout_seed", layout_seed, 0)
     cells: NDArray[np.int8] | None = None
     if layout is not None:
         cells, start = lay.parse_layout(layout)
@@ -123,8 +115,8 @@ def make_grid_config(
                 )
         width, height = map_width, map_height
     else:
-        width = 20 if width is None else _int_arg("width", width, 3)
-        height = 20 if height is None else _int_arg("height", height, 3)
+        width = 20 if width is None else check_int("width", width, 3)
+        height = 20 if height is None else check_int("height", height, 3)
         start = (height // 2, width // 2)
     return GridConfig(
         width=width,
