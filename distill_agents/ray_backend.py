@@ -52,6 +52,7 @@ __all__ = [
     "ray_map",
     "ray_map_ordered",
     "ray_session",
+    "spread_cpus",
 ]
 
 #: Accepted values of ``--backend``.
@@ -329,6 +330,19 @@ def _get(ray: Any, ref: Any, index: int) -> tuple[Any, int]:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RuntimeError(f"Ray task {index} failed: {first}") from None
     return value
+
+
+def spread_cpus(n_jobs: int) -> int:
+    """CPUs per task so that ``n_jobs`` tasks use the cluster (at most one node's CPUs).
+
+    For work whose results do not depend on its thread count (few large chunks on many CPUs).
+    """
+    ray = import_ray()
+    total = int(ray.cluster_resources().get("CPU", 1))
+    largest = max(
+        (int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1
+    )
+    return max(1, min(largest, total // max(1, n_jobs)))
 
 
 def ray_map_ordered(

@@ -2,8 +2,9 @@
 
 ```
 distill-grid reproduce {fig2,...,fig10,all} [--mdps N] [--iterations N] [--panels P1,P2]
-                       [--out DIR] [--seed S] [--quick] [--backend local|ray] [--workers W]
-                       [--max-actions A] [--teacher-episodes N] [--no-progress]
+                       [--out DIR] [--seed S] [--quick] [--backend local|ray]
+                       [--ray-address ADDR] [--workers W] [--max-actions A]
+                       [--teacher-episodes N] [--no-progress]
 ```
 
 runs the experiment :data:`distill_agents.experiments.EXPERIMENTS` defines for the figure and
@@ -53,12 +54,22 @@ Parallelism
     ``--workers W`` runs the pieces in ``W`` spawned processes, each with one numba thread
     (default: the CPUs, at most 8, when the pieces to run hold at least
     :data:`PARALLEL_EPISODES` training episodes, else 1); results do not depend on ``W``.
-    ``--backend ray`` is not available yet.
+
+Ray (``--backend ray [--ray-address ADDR]``)
+    The same pieces run as Ray tasks (:mod:`distill_agents.ray_backend`), one CPU each, and
+    trained teachers as Ray tasks per chunk. Without ``--ray-address`` a local Ray instance is
+    started (``--workers`` CPUs, default all) and shut down at the end; with one, the command
+    connects to that cluster and only disconnects. A task *returns* its piece's arrays and the
+    driver writes ``DIR/.state`` as each piece arrives, so no shared file system is needed
+    (trained teachers are sent to the tasks through Ray's object store), finished pieces
+    survive lost workers, and a failed task is retried (:data:`RAY_RETRIES` times). The files
+    are byte-identical to the local backend's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -108,6 +119,8 @@ PIECE_TABLES = 8
 #: With ``--workers`` unset, pieces run in several processes only if they hold this many
 #: training episodes in total (below it, spawning the processes costs more than it saves).
 PARALLEL_EPISODES = 200_000
+#: Extra attempts of a failed Ray task (``--backend ray``).
+RAY_RETRIES = 3
 #: Version of the state layout in ``DIR/.state`` (part of every key).
 STATE_VERSION = 1
 _PIECE_KIND = "reproduce_piece"
@@ -510,7 +523,11 @@ def _make_piece_teachers(piece: _Piece) -> Any:
 
 
 def _ensure_trained(
-    spec: X.TeacherSpec, settings: FigureSettings, state: _State, bar_factory: Callable[..., Any]
+    spec: X.TeacherSpec,
+    settings: FigureSettings,
+    state: _State,
+    bar_factory: Callable[..., Any],
+    backend: str = "local",
 ) -> tuple[str, int]:
     """Train (or find) the trained teachers of ``spec``; ``(path, env_steps)``."""
     from distill_agents.teacher_training import make_teachers
@@ -544,6 +561,7 @@ def _ensure_trained(
             seed=settings.seed,
             episodes=settings.teacher_episodes,
             progress=bar.update,
+            backend=backend,
         )
     run.teachers.save(npz)
     steps = int(run.stats.env_steps) if run.stats is not None else 0
@@ -646,14 +664,23 @@ def _bisect(
 
 
 def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None) -> float:
-    """Run one piece and write its file; returns its wall seconds.
+    """Run one piece and write its file; returns its wall seconds."""
+    from distill_agents.storage import save_arrays
+
+    arrays, meta = _piece_arrays(piece, progress)
+    save_arrays(piece.path, _PIECE_KIND, arrays, meta)
+    return float(meta["wall_seconds"])
+
+
+def _piece_arrays(
+    piece: _Piece, progress: Callable[[int], None] | None = None
+) -> tuple[dict[str, NDArray], dict[str, Any]]:
+    """Run one piece; its file's ``(arrays, meta)``.
 
     A student whose numbers become non-finite (it diverged) gets NaN metrics: the results
     leave it out of the mean (``n_mdps`` counts the MDPs used) and the piece records how many
     diverged (the JSON summary reports them per curve).
     """
-    from distill_agents.storage import save_arrays
-
     t0 = time.perf_counter()
     queue_progress = None
     if progress is None and _QUEUE is not None:
@@ -698,8 +725,7 @@ def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None)
         "diverged": diverged,
         **stats,
     }
-    save_arrays(piece.path, _PIECE_KIND, arrays, meta)
-    return seconds
+    return arrays, meta
 
 
 def eval_points_of(iterations: int, eval_every: int) -> NDArray[np.int64]:
@@ -755,6 +781,43 @@ def _run_pieces(
     executor.shutdown(wait=True)
 
 
+def _ray_piece(
+    piece: _Piece, teacher_files: Mapping[str, bytes], progress: Callable[[int], None]
+) -> tuple[dict[str, NDArray], dict[str, Any]]:
+    """A Ray task: one piece's ``(arrays, meta)``; the driver writes the file.
+
+    ``teacher_files`` maps the driver's trained-teacher paths to their bytes (sent once through
+    Ray's object store): on a node where the path does not exist (no shared file system) the
+    bytes are written to a local cache first. The names are content-addressed (key digests).
+    """
+    if piece.teacher_file is not None and not Path(piece.teacher_file).is_file():
+        import tempfile
+        from dataclasses import replace
+
+        from gridworld_env._io import atomic_write
+
+        local = Path(tempfile.gettempdir(), "distillgrid-teachers", Path(piece.teacher_file).name)
+        if not local.is_file():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            data = teacher_files[piece.teacher_file]
+            atomic_write(local, lambda handle: handle.write(data))
+        piece = replace(piece, teacher_file=str(local))
+    return _piece_arrays(piece, progress)
+
+
+def _run_pieces_ray(pieces: Sequence[_Piece], bar: Any) -> None:
+    """Run ``pieces`` as Ray tasks; each piece's file is written here as soon as it arrives."""
+    from distill_agents import ray_backend
+    from distill_agents.storage import save_arrays
+
+    files = {p.teacher_file: Path(p.teacher_file).read_bytes() for p in pieces if p.teacher_file}
+    results = ray_backend.ray_map(
+        _ray_piece, pieces, shared=files, progress=bar.update, retries=RAY_RETRIES
+    )
+    for index, (arrays, meta) in results:
+        save_arrays(pieces[index].path, _PIECE_KIND, arrays, meta)
+
+
 # ------------------------------------------------------------------------------ figures
 @dataclass
 class _FigureRun:
@@ -804,6 +867,7 @@ def _curve_figure(
     state: _State,
     workers: int | None,
     bar_factory: Callable[..., Any],
+    backend: str = "local",
 ) -> _FigureRun:
     out = _FigureRun()
     panels = [exp.panel(name) for name in settings.panels]
@@ -859,7 +923,9 @@ def _curve_figure(
         if tkey in teacher_files:
             continue
         if any(p.spec == panel.teacher for p in todo):
-            teacher_files[tkey] = _ensure_trained(panel.teacher, settings, state, bar_factory)
+            teacher_files[tkey] = _ensure_trained(
+                panel.teacher, settings, state, bar_factory, backend
+            )
         else:  # every piece is done: only the teachers' cost is needed, for the summary
             teacher_files[tkey] = ("", _recorded_steps(state, panel.teacher, settings))
     out.teacher_env_steps = sum(steps for _, steps in teacher_files.values())
@@ -876,7 +942,9 @@ def _curve_figure(
         ) as bar:
             if workers is None:  # processes pay off only for real work (spawning takes seconds)
                 workers = _default_workers() if total >= PARALLEL_EPISODES else 1
-            if workers > 1 and len(todo) > 1:
+            if backend == "ray":
+                _run_pieces_ray(todo, bar)
+            elif workers > 1 and len(todo) > 1:
                 _run_pieces(todo, min(workers, len(todo)), bar)
             else:
                 for piece in todo:
@@ -1069,6 +1137,7 @@ def reproduce_figure(
     workers: int | None = None,
     progress: bool = False,
     arguments: Mapping[str, Any] | None = None,
+    backend: str = "local",
 ) -> dict[str, Any]:
     """Compute one figure and write ``<fig>.csv``, ``<fig>.png`` and ``<fig>.json`` in ``out``.
 
@@ -1080,6 +1149,9 @@ def reproduce_figure(
             :data:`PARALLEL_EPISODES` episodes, else 1).
         progress: show tqdm progress bars on stderr.
         arguments: the command's arguments, recorded in the JSON summary.
+        backend: ``"local"`` or ``"ray"`` (pieces and trained teachers as Ray tasks; inside an
+            open :func:`distill_agents.ray_backend.ray_session`, else a local Ray instance is
+            started for this figure). Same files either way.
 
     Returns:
         The JSON summary written.
@@ -1128,7 +1200,15 @@ def reproduce_figure(
     else:
         state = _State(out_dir)
         _check_manifest(state, settings)
-        run = _curve_figure(exp, settings, state, workers, bar_factory)
+        if backend not in ("local", "ray"):
+            raise ValueError(f"backend must be local or ray, got {backend!r}")
+        session: Any = contextlib.nullcontext()
+        if backend == "ray":
+            from distill_agents.ray_backend import ray_session
+
+            session = ray_session()
+        with session:
+            run = _curve_figure(exp, settings, state, workers, bar_factory, backend)
     csv_path = out_dir / f"{figure}.csv"
     png_path = out_dir / f"{figure}.png"
     digest = write_csv(csv_path, run.rows)
@@ -1173,15 +1253,10 @@ def run(args: argparse.Namespace) -> int:
     figure = args.figure
     if figure != _ALL and figure not in X.FIGURES:
         raise ValueError(f"figure must be one of {', '.join((*X.FIGURES, _ALL))}; got {figure!r}")
-    if args.backend not in ("local", "ray"):
-        raise ValueError(f"--backend must be local or ray, got {args.backend!r}")
-    if args.backend == "ray":
-        raise ValueError(
-            "--backend ray is not available yet (Ray support is a later issue); use --backend local"
-        )
-    if args.ray_address is not None:
-        raise ValueError("--ray-address needs --backend ray")
+    from distill_agents.ray_backend import check_backend, ray_session
+
     _positive("workers", args.workers)
+    check_backend(args.backend, args.ray_address, args.workers)
     panels = _parse_panels(args.panels)
     if figure == _ALL and panels is not None:
         raise ValueError("--panels selects panels of one figure; it cannot be used with all")
@@ -1207,6 +1282,28 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} exists and is not a directory")
     workers = args.workers
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
+    with (
+        ray_session(args.ray_address, num_cpus=workers)
+        if args.backend == "ray"
+        else contextlib.nullcontext()
+    ):
+        times = _run_figures(args, figures, resolved, out, arguments)
+    if figure == _ALL:
+        _write_json(
+            out / "all.json",
+            {"arguments": arguments, "version": _version(), "wall_seconds": times},
+        )
+    return 0
+
+
+def _run_figures(
+    args: argparse.Namespace,
+    figures: Sequence[str],
+    resolved: Sequence[FigureSettings | None],
+    out: Path,
+    arguments: Mapping[str, Any],
+) -> dict[str, float]:
+    """Run the figures in order and print what each wrote; their wall seconds."""
     times: dict[str, float] = {}
     for f, settings in zip(figures, resolved, strict=True):
         if settings is None:
@@ -1216,9 +1313,10 @@ def run(args: argparse.Namespace) -> int:
             f,
             out,
             settings=settings,
-            workers=workers,
+            workers=args.workers,
             progress=not args.no_progress,
             arguments=arguments,
+            backend=args.backend,
         )
         times[f] = summary["wall_seconds"]
         written = ", ".join(
@@ -1231,12 +1329,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"wrote {written} ({summary['wall_seconds']:.1f} s, {summary['env_steps']:,} env steps)"
         )
-    if figure == _ALL:
-        _write_json(
-            out / "all.json",
-            {"arguments": arguments, "version": _version(), "wall_seconds": times},
-        )
-    return 0
+    return times
 
 
 def _all_skipped(figure: str, args: argparse.Namespace) -> bool:

@@ -899,6 +899,7 @@ def make_teachers(
     keep_q_values: bool = True,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    backend: str = "local",
 ) -> TeachRun:
     """One teacher per MDP (the ``teach`` command), with the exact returns.
 
@@ -924,9 +925,12 @@ def make_teachers(
         keep_q_values: keep the ``[B, N, A]`` Q values in the teachers (False saves memory for
             large action sets; ``values`` are kept).
         workers: processes the chunks are spread over (default :func:`default_workers`; 1: all
-            in this process). Results do not depend on it.
+            in this process). Results do not depend on it. Not used by ``backend="ray"``.
         progress: called with newly completed work units (episodes for trained kinds, MDPs
             for planned ones).
+        backend: ``"local"`` (this process or ``workers`` processes) or ``"ray"`` (the chunks
+            as Ray tasks, :mod:`distill_agents.ray_backend`, in the open Ray session or a local
+            Ray instance started for the call). Results do not depend on it.
 
     Returns:
         :class:`TeachRun`.
@@ -1010,7 +1014,7 @@ def make_teachers(
         )
         for start in range(0, n_mdps, chunk_size)
     ]
-    results = _run_jobs(jobs, workers, progress)
+    results = _run_jobs(jobs, workers, progress, backend)
     parts = [r.teachers for r in results]
     all_teachers = parts[0] if len(parts) == 1 else Teachers.concatenate(parts)
     teacher_return, optimal_return, uniform_return = (
@@ -1136,10 +1140,29 @@ def default_workers() -> int:
     return max(1, int(numba.get_num_threads()))
 
 
+def _ray_chunk(
+    job: _ChunkJob, shared: None, progress: Callable[[int], None] | None
+) -> _ChunkResult:
+    """A Ray task of :func:`_run_jobs`: one chunk."""
+    return _run_chunk(job, progress)
+
+
 def _run_jobs(
-    jobs: Sequence[_ChunkJob], workers: int | None, progress: Callable[[int], None] | None
+    jobs: Sequence[_ChunkJob],
+    workers: int | None,
+    progress: Callable[[int], None] | None,
+    backend: str = "local",
 ) -> list[_ChunkResult]:
-    """Run the chunks in this process or in ``workers`` processes (same results either way)."""
+    """Run the chunks here, in ``workers`` processes or as Ray tasks (same results)."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be local or ray, got {backend!r}")
+    if backend == "ray":
+        from distill_agents.ray_backend import ray_map_ordered, ray_session, spread_cpus
+
+        with ray_session():  # few chunks: each gets several CPUs (threads; same results)
+            cpus = spread_cpus(len(jobs))
+            results = ray_map_ordered(_ray_chunk, jobs, progress=progress, cpus_per_job=cpus)
+        return [r._replace(teachers=r.teachers.replace()) for r in results]
     n_workers = min(len(jobs), default_workers() if workers is None else workers)
     if n_workers <= 1:
         return [_run_chunk(job, progress) for job in jobs]

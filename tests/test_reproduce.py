@@ -294,7 +294,10 @@ def test_derived_teachers_equal_make_teachers(tmp_path):
         (["fig3", "--mdps", "0"], "--mdps must be an integer >= 1, got 0"),
         (["fig3", "--iterations", "-5"], "--iterations must be an integer >= 1, got -5"),
         (["fig3", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
-        (["fig3", "--backend", "ray"], "--backend ray is not available yet"),
+        (
+            ["fig3", "--backend", "ray", "--ray-address", "auto", "--workers", "2"],
+            "--workers sets the CPUs of a local Ray instance",
+        ),
         (["fig3", "--backend", "dask"], "--backend must be local or ray, got 'dask'"),
         (["fig3", "--ray-address", "x:1"], "--ray-address needs --backend ray"),
         (["fig3", "--workers", "0"], "--workers must be an integer >= 1, got 0"),
