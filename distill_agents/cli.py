@@ -61,7 +61,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         kwargs.setdefault("layout_seed", args.seed)
     try:
         env = gym.make(args.env, render_mode="ansi", **kwargs)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, gym.error.Error) as err:
         raise CommandError(f"--env {args.env} with --env-kwargs {kwargs}: {err}") from None
     env.reset(seed=args.seed)
     print(env.render(), end="")
