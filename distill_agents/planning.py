@@ -124,10 +124,10 @@ def _check_policy(policy: ArrayLike, batch: _Batch, name: str) -> NDArray[np.flo
         raise ValueError(f"{name} must hold finite, non-negative probabilities")
     sums = array.sum(axis=-1)
     if not np.allclose(sums, 1.0, rtol=0.0, atol=_SIMPLEX_ATOL):
-        worst = np.unravel_index(np.argmax(np.abs(sums - 1.0)), sums.shape)
+        worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(sums - 1.0)), sums.shape))
         raise ValueError(
             f"{name} rows must sum to 1 (probabilities over actions); the row at {worst} "
-            f"sums to {sums[worst]!r}"
+            f"sums to {float(sums[worst])!r}"
         )
     return array[None] if batch.single else array
 

@@ -185,7 +185,7 @@ def _check_simplex(probs: NDArray, name: str) -> None:
         where = tuple(int(x) for x in np.argwhere(bad)[0])
         raise ValueError(
             f"{name} rows must sum to 1 (probabilities over actions); the row at {where} sums "
-            f"to {sums[where]!r}"
+            f"to {float(sums[where])!r}"
         )
 
 

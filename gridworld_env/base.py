@@ -9,8 +9,9 @@ microsecond of Python.
 
 from __future__ import annotations
 
+import inspect
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -19,7 +20,13 @@ from numpy.typing import NDArray
 
 from gridworld_env.mdp import TabularMDP
 
-__all__ = ["TabularEnv", "check_action", "check_int", "check_render_mode"]
+__all__ = [
+    "TabularEnv",
+    "check_action",
+    "check_int",
+    "check_no_unknown_kwargs",
+    "check_render_mode",
+]
 
 _UNIFORM_BLOCK = 1024
 
@@ -31,6 +38,30 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_no_unknown_kwargs(cls: type, unknown: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments that ``cls.__init__`` does not take, listing the accepted ones.
+
+    Python's own message ("got an unexpected keyword argument") names the argument but not what
+    is accepted; envs take ``**unknown`` and call this first.
+
+    Raises:
+        TypeError: ``unknown`` is not empty (the type Python raises for a bad keyword).
+    """
+    if not unknown:
+        return
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [
+        name
+        for name, param in inspect.signature(cls).parameters.items()
+        if name != "self" and param.kind in kinds
+    ]
+    names = ", ".join(repr(name) for name in unknown)
+    raise TypeError(
+        f"{cls.__name__} got unknown keyword argument(s) {names}; accepted keyword arguments: "
+        f"{', '.join(accepted) or '(none)'}"
+    )
 
 
 def check_render_mode(render_mode: Any, modes: Sequence[str]) -> str | None:

@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from gridworld_env.base import TabularEnv, check_render_mode
+from gridworld_env.base import TabularEnv, check_no_unknown_kwargs, check_render_mode
 from gridworld_env.mdp import TabularMDP, movement_mdp
 
 __all__ = ["DistillChainEnv", "chain_mdp", "chain_observation_table", "check_chain_args"]
@@ -158,7 +158,9 @@ class DistillChainEnv(TabularEnv):
         noise: float = 0.0,
         absorb_prob: float = 0.01,
         render_mode: str | None = None,
+        **unknown: Any,
     ) -> None:
+        check_no_unknown_kwargs(type(self), unknown)
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.length, self.n_actions, self.noise, self.absorb_prob = check_chain_args(
             length, n_actions, noise, absorb_prob

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from gridworld_env import layout as lay
-from gridworld_env.base import TabularEnv, check_int, check_render_mode
+from gridworld_env.base import TabularEnv, check_int, check_no_unknown_kwargs, check_render_mode
 from gridworld_env.mdp import TabularMDP, movement_mdp
 
 __all__ = [
@@ -289,7 +289,9 @@ class DistillGridEnv(TabularEnv):
         layout_seed: int | None = 0,
         layout: Sequence[str] | None = None,
         render_mode: str | None = None,
+        **unknown: Any,
     ) -> None:
+        check_no_unknown_kwargs(type(self), unknown)
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.config = make_grid_config(
             width,

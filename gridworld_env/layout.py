@@ -158,15 +158,22 @@ def generate_cells(
         width: grid width ``W``.
         height: grid height ``H``.
         wall_prob: probability of a wall.
-        reward_probs: canonical reward probabilities (see :func:`normalize_reward_probs`).
+        reward_probs: reward probabilities; merged with the defaults and validated by
+            :func:`normalize_reward_probs` (a canonical dict is returned unchanged).
         max_tries: redraws before giving up.
 
     Returns:
         ``[H, W]`` int8 array of cell codes.
 
     Raises:
+        ValueError: a bad size, probability or ``reward_probs`` key (named in the message).
         LayoutError: no valid layout after ``max_tries`` draws (e.g. ``wall_prob=0.99``).
     """
+    for name, size in (("width", width), ("height", height), ("max_tries", max_tries)):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {size!r}")
+    reward_probs = normalize_reward_probs(reward_probs)
+    wall_prob = check_generator_probs(wall_prob, reward_probs)
     if reward_probs["+10"] <= 0.0:
         raise LayoutError(
             "reward_probs['+10'] is 0, so no layout can have a path to a +10 cell; "

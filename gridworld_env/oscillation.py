@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from gridworld_env.base import TabularEnv, check_render_mode
+from gridworld_env.base import TabularEnv, check_no_unknown_kwargs, check_render_mode
 from gridworld_env.mdp import TabularMDP
 
 __all__ = [
@@ -124,7 +124,8 @@ class DistillOscillationEnv(TabularEnv):
 
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(self, render_mode: str | None = None, **unknown: Any) -> None:
+        check_no_unknown_kwargs(type(self), unknown)
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.action_space = spaces.Discrete(2)
         self.observation_space = spaces.Discrete(2)

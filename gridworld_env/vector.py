@@ -61,7 +61,7 @@ from numpy.typing import NDArray
 
 from gridworld_env import _kernels
 from gridworld_env import layout as lay
-from gridworld_env.base import TabularEnv, check_render_mode
+from gridworld_env.base import TabularEnv, check_no_unknown_kwargs, check_render_mode
 from gridworld_env.grid import GridConfig, grid_mdp, grid_observation_table, make_grid_config
 from gridworld_env.mdp import TabularMDP
 from gridworld_env.registration import MAX_EPISODE_STEPS
@@ -718,7 +718,9 @@ class DistillGridVectorEnv(TabularVectorEnv):
         max_episode_steps: int | None = MAX_EPISODE_STEPS,
         render_mode: str | None = None,
         parallel: bool | None = None,
+        **unknown: Any,
     ) -> None:
+        check_no_unknown_kwargs(type(self), unknown)
         check_render_mode(render_mode, self.metadata["render_modes"])
         modes = ("full", "partial", *_INDEX_MODES)
         if observation not in modes:
@@ -939,7 +941,9 @@ class DistillChainVectorEnv(_SharedModelVectorEnv):
         max_episode_steps: int | None = MAX_EPISODE_STEPS,
         render_mode: str | None = None,
         parallel: bool | None = None,
+        **unknown: Any,
     ) -> None:
+        check_no_unknown_kwargs(type(self), unknown)
         from gridworld_env.chain import DistillChainEnv
 
         single = DistillChainEnv(
@@ -967,7 +971,9 @@ class DistillOscillationVectorEnv(_SharedModelVectorEnv):
         max_episode_steps: int | None = MAX_EPISODE_STEPS,
         render_mode: str | None = None,
         parallel: bool | None = None,
+        **unknown: Any,
     ) -> None:
+        check_no_unknown_kwargs(type(self), unknown)
         from gridworld_env.oscillation import DistillOscillationEnv
 
         single = DistillOscillationEnv(render_mode=render_mode)
