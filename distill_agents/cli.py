@@ -14,6 +14,7 @@ Bad arguments give one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -115,6 +116,12 @@ def _cmd_teach(args: argparse.Namespace) -> int:
         raise CommandError(f"--max-actors must be an integer >= 1, got {args.max_actors}")
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers must be an integer >= 1, got {args.workers}")
+    from distill_agents.ray_backend import check_backend, ray_session
+
+    try:
+        check_backend(args.backend, args.ray_address, args.workers)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
     if args.temperature is not None:
         if not (math.isfinite(args.temperature) and args.temperature >= 0.0):
             raise CommandError(f"--temperature must be a number >= 0, got {args.temperature}")
@@ -144,15 +151,21 @@ def _cmd_teach(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     total = args.mdps if planned else args.mdps * args.episodes
-    with tqdm(
-        total=total,
-        unit="MDP" if planned else "episode",
-        unit_scale=not planned,
-        desc=f"teach {args.kind}",
-        file=sys.stderr,
-        disable=_progress_disabled(args.no_progress),
-        dynamic_ncols=True,
-    ) as bar:
+    session: Any = contextlib.nullcontext()
+    if args.backend == "ray":
+        session = ray_session(args.ray_address, num_cpus=args.workers)
+    with (
+        session,
+        tqdm(
+            total=total,
+            unit="MDP" if planned else "episode",
+            unit_scale=not planned,
+            desc=f"teach {args.kind}",
+            file=sys.stderr,
+            disable=_progress_disabled(args.no_progress),
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         try:
             run = training.make_teachers(
                 args.kind,
@@ -168,6 +181,7 @@ def _cmd_teach(args: argparse.Namespace) -> int:
                 keep_q_values=keep_q,
                 workers=args.workers,
                 progress=bar.update,
+                backend=args.backend,
             )
         except (ValueError, TypeError) as err:
             raise CommandError(str(err).splitlines()[0]) from None
@@ -284,7 +298,16 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="worker processes for chunks of 500 MDPs (default: one per core; same results)",
+        help="worker processes for chunks of 500 MDPs (default: one per core; same results); "
+        "with --backend ray: the CPUs of the local Ray instance",
+    )
+    teach.add_argument(
+        "--backend", default="local", help="local (default) or ray (chunks as Ray tasks)"
+    )
+    teach.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --backend ray: a Ray cluster (auto or HOST:PORT; default: start a local one)",
     )
     teach.add_argument(
         "--no-progress",

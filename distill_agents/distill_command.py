@@ -2,7 +2,8 @@
 
 ```
 distill-grid distill --method ID --teacher DIR/teachers.npz [--control C] [--iterations N]
-                     [--eval-every K] [--out DIR] [--seed S] [--critic mc|td] ...
+                     [--eval-every K] [--out DIR] [--seed S] [--critic mc|td]
+                     [--backend local|ray] [--ray-address ADDR] ...
 ```
 
 loads the teachers written by ``distill-grid teach``, trains one student per MDP with
@@ -16,6 +17,9 @@ loads the teachers written by ``distill-grid teach``, trains one student per MDP
   the run's settings, and the CSV's SHA-256 digest for ``results.read_csv(..., sha256=...)``).
 
 ``NAME`` defaults to the method id, followed by ``-CONTROL`` when ``--control`` is given.
+With ``--backend ray`` the MDPs are cut into ranges (``--chunk-size`` MDPs, default about two
+per cluster CPU) that run as Ray tasks with ``first_mdp`` set, and the results are joined with
+:meth:`~distill_agents.runner.RunResult.concatenate`: the same numbers as one local run.
 :func:`add_arguments` declares the options on an ``argparse`` parser and :func:`run` executes
 them; bad arguments raise a ``ValueError`` with a one-line message (the CLI prints it).
 """
@@ -129,6 +133,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label", default=None, help="method column of the student rows (default: the method)"
     )
+    parser.add_argument(
+        "--backend", default="local", help="local (default) or ray (ranges of MDPs as Ray tasks)"
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --backend ray: a Ray cluster (auto or HOST:PORT; default: start a local one)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -176,6 +188,9 @@ def _check(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
         raise ValueError(f"--mdps must be an integer >= 1, got {args.mdps}")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be an integer >= 1, got {args.chunk_size}")
+    from distill_agents.ray_backend import check_backend
+
+    check_backend(args.backend, args.ray_address)
     for option in ("figure", "label", "panel", "name"):
         value = getattr(args, option)
         if value is not None and (not value.strip() or any(c in value for c in "\r\n")):
@@ -219,6 +234,33 @@ def _sb3_teachers(args: argparse.Namespace, path: Path) -> Any:
     table = gridworld_env.TableIndexWrapper(gym.make(args.env, **env_kwargs))
     teacher = sb3.SB3Teacher(model, args.temperature, obs_to_model=table.index_to_obs)
     return Teachers.from_policy(teacher, args.env, env_kwargs)
+
+
+def _ray_range(job: tuple[int, int], shared: tuple[Any, dict[str, Any]], progress: Any) -> Any:
+    """A Ray task: the students of MDPs ``lo .. hi - 1`` (``first_mdp = lo``)."""
+    from distill_agents.runner import run_distillation
+
+    (lo, hi), (teachers, settings) = job, shared
+    part = teachers.subset(lo, hi) if (lo, hi) != (0, teachers.n_mdps) else teachers
+    return run_distillation(part, **settings, first_mdp=lo, progress=progress)
+
+
+def _run_on_ray(teachers: Any, settings: dict[str, Any], args: argparse.Namespace, bar: Any) -> Any:
+    """``run_distillation`` over ranges of MDPs as Ray tasks, joined in order."""
+    from distill_agents import ray_backend
+    from distill_agents.runner import RunResult
+
+    n = teachers.n_mdps
+    with ray_backend.ray_session(args.ray_address) as ray:
+        size = args.chunk_size
+        if size is None:  # about two ranges per CPU (results do not depend on the cutting)
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            size = max(1, math.ceil(n / (2 * max(1, cpus))))
+        ranges = [(lo, min(n, lo + size)) for lo in range(0, n, size)]
+        parts = ray_backend.ray_map_ordered(
+            _ray_range, ranges, shared=(teachers, settings), progress=bar
+        )
+    return parts[0] if len(parts) == 1 else RunResult.concatenate(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -278,22 +320,24 @@ def run(args: argparse.Namespace) -> int:
         disable=True if args.no_progress else None,
         dynamic_ncols=True,
     ) as bar:
+        settings: dict[str, Any] = {
+            "method": spec.id,
+            "control": args.control,
+            "iterations": iterations,
+            "eval_every": every,
+            "lr": float(args.lr),
+            "gamma": float(args.gamma),
+            "critic": args.critic,
+            "seed": int(args.seed),
+            "beta": float(args.beta),
+            "metrics": metrics,
+            "chunk_size": args.chunk_size,
+        }
         try:
-            result = run_distillation(
-                teachers,
-                spec.id,
-                control=args.control,
-                iterations=iterations,
-                eval_every=every,
-                lr=float(args.lr),
-                gamma=float(args.gamma),
-                critic=args.critic,
-                seed=int(args.seed),
-                beta=float(args.beta),
-                metrics=metrics,
-                chunk_size=args.chunk_size,
-                progress=bar.update,
-            )
+            if args.backend == "ray":
+                result = _run_on_ray(teachers, settings, args, bar.update)
+            else:
+                result = run_distillation(teachers, **settings, progress=bar.update)
         except ValueError as err:
             raise ValueError(_one_line(err)) from None
     wall = time.perf_counter() - t0

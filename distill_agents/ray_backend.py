@@ -19,9 +19,9 @@ Where results go: tasks *return* their arrays; the driver writes them (e.g. ``re
 pieces in ``DIR/.state``) as soon as each task finishes. This works on a multi-node cluster
 without a shared file system, and a finished unit is on the driver's disk whatever happens to
 the worker that computed it later; a worker lost in the middle of a task only costs that task,
-which Ray runs again (``max_retries``). Application errors are retried too
-(``retry_exceptions``): the code is deterministic, so a task that fails ``retries + 1`` times
-fails the run with its own error.
+which Ray runs again (``max_retries``). Other exceptions are retried too (``retry_exceptions``),
+except :data:`NOT_RETRIED` (bad input, a diverging student: deterministic, so the first one is
+final and is raised in the driver at once, with its own type and message).
 
 Testing hook: with :data:`FAIL_ONCE_ENV` set to a directory in the driver's environment, the
 first attempt of job 0 of every :func:`ray_map` raises :class:`InjectedFailure` (with
@@ -44,6 +44,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_RETRIES",
     "FAIL_ONCE_ENV",
+    "NOT_RETRIED",
     "RAY_MISSING",
     "InjectedFailure",
     "RayUnavailableError",
@@ -63,6 +64,8 @@ DEFAULT_RETRIES = 3
 FAIL_ONCE_ENV = "DISTILL_GRID_RAY_FAIL_ONCE"
 #: The one-line message when Ray is not installed.
 RAY_MISSING = "--backend ray needs Ray: pip install 'distillgrid[ray]'"
+#: Exceptions of a task that are not retried (deterministic: bad input, non-finite numbers).
+NOT_RETRIED: tuple[type[Exception], ...] = (ValueError, TypeError, FloatingPointError)
 #: Seconds between the driver's progress polls and between a task's progress messages.
 POLL_SECONDS = 0.2
 
@@ -227,9 +230,19 @@ def _run_task(
     reporter = _Reporter(counter, index)
     if fail is not None:
         _inject_failure(fail)
-    result = fn(job, shared, reporter)
+    try:
+        result = fn(job, shared, reporter)
+    except NOT_RETRIED as err:  # returned, not raised: Ray would retry it
+        result = _Raised(err)
     reporter.flush()
     return result, reporter.total
+
+
+class _Raised:
+    """A task's deterministic error, carried back to the driver as a value."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class _Progress(Generic[J]):
@@ -329,6 +342,8 @@ def _get(ray: Any, ref: Any, index: int) -> tuple[Any, int]:
     except ray.exceptions.RayError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RuntimeError(f"Ray task {index} failed: {first}") from None
+    if isinstance(value[0], _Raised):
+        raise value[0].error
     return value
 
 
