@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from distill_agents.updates import episode_update_kernel, sample_control_action
+from distill_agents.updates import N_STEP_ROWS, episode_update_kernel, sample_control_action
 
 __all__ = [
     "ACT_PTR",
@@ -98,6 +98,7 @@ def advance(
     prob_buf: NDArray[np.float64],
     grad_buf: NDArray[np.float64],
     lse_buf: NDArray[np.float64],
+    step_buf: NDArray[np.float64],
     snapshots: NDArray[np.float64],
     pending: NDArray[np.int64],
     n_pending: int,
@@ -136,6 +137,7 @@ def advance(
         prob_buf: update workspace.
         grad_buf: update workspace.
         lse_buf: update workspace.
+        step_buf: update workspace.
         snapshots: ``[P, N, A]`` snapshot slots; entries ``n_pending..`` are free.
         pending: ``[P, 2]`` (MDP, evaluation point) of each taken snapshot.
         n_pending: snapshots taken so far (the caller guarantees ``n_pending + Bp <= P``).
@@ -191,6 +193,7 @@ def advance(
                     prob_buf,
                     grad_buf,
                     lse_buf,
+                    step_buf,
                 )
                 episodes += 1
                 done = mdp_state[m, DONE] + 1
@@ -297,6 +300,7 @@ def reference_loop(
     prob_buf = np.empty((rows, n_actions))
     grad_buf = np.empty((rows, n_actions))
     lse_buf = np.empty(rows)
+    step_buf = np.empty((N_STEP_ROWS, max_steps + 1))
     ep_obs = np.empty(max_steps + 1, dtype=np.int64)
     ep_act = np.empty(max_steps, dtype=np.int64)
     ep_rew = np.empty(max_steps)
@@ -349,5 +353,6 @@ def reference_loop(
                 prob_buf,
                 grad_buf,
                 lse_buf,
+                step_buf,
             )
         steps[m] = total

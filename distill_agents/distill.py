@@ -238,7 +238,7 @@ def distill(
     if mode != "none":
         student.values = critic_values
     logits = student.logits
-    work = make_workspace(n_obs, n_actions, n_obs)
+    work = make_workspace(n_obs, n_actions, max(n_obs, max_episode_steps or 1000))
     c_lr, c_gamma = float(lr), float(gamma)
 
     for iteration in range(iterations):
