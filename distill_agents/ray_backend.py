@@ -35,6 +35,7 @@ import importlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,32 +160,50 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
 
 # ------------------------------------------------------------------------------ tasks
 class _Counter:
-    """The progress actor: work units reported per job (reset when a job starts again)."""
+    """The progress actor: units reported per (map, job); a job's count restarts with it."""
 
     def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
+        self.counts: dict[str, dict[int, int]] = {}
 
-    def start(self, index: int) -> None:
-        self.counts[index] = 0
+    def start(self, map_id: str, index: int) -> None:
+        self.counts.setdefault(map_id, {})[index] = 0
 
-    def add(self, index: int, n: int) -> None:
-        self.counts[index] = self.counts.get(index, 0) + n
+    def add(self, map_id: str, index: int, n: int) -> None:
+        counts = self.counts.setdefault(map_id, {})
+        counts[index] = counts.get(index, 0) + n
 
-    def snapshot(self) -> dict[int, int]:
-        return dict(self.counts)
+    def snapshot(self, map_id: str) -> dict[int, int]:
+        return dict(self.counts.get(map_id, {}))
+
+    def forget(self, map_id: str) -> None:
+        self.counts.pop(map_id, None)
+
+
+#: The progress actor of the current Ray session (one per session: starting one takes ~1 s).
+_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _counter(ray: Any) -> Any:
+    context = ray.get_runtime_context()
+    session = (str(context.get_job_id()), str(context.get_node_id()))
+    if session not in _COUNTERS:
+        _COUNTERS.clear()
+        _COUNTERS[session] = ray.remote(num_cpus=0)(_Counter).remote()
+    return _COUNTERS[session]
 
 
 class _Reporter:
     """A task's progress callback: batches the units and sends them to the counter actor."""
 
-    def __init__(self, counter: Any, index: int) -> None:
+    def __init__(self, counter: Any, map_id: str, index: int) -> None:
         self.counter = counter
+        self.map_id = map_id
         self.index = index
         self.pending = 0
         self.total = 0
         self.last = time.monotonic()
         if counter is not None:
-            counter.start.remote(index)
+            counter.start.remote(map_id, index)
 
     def __call__(self, n: int) -> None:
         self.pending += int(n)
@@ -196,7 +215,7 @@ class _Reporter:
 
     def flush(self) -> None:
         if self.pending and self.counter is not None:
-            self.counter.add.remote(self.index, self.pending)
+            self.counter.add.remote(self.map_id, self.index, self.pending)
         self.pending = 0
 
 
@@ -220,6 +239,7 @@ def _run_task(
     index: int,
     shared: Any,
     counter: Any,
+    map_id: str,
     threads: int,
     fail: str | None,
 ) -> tuple[Any, int]:
@@ -227,7 +247,7 @@ def _run_task(
     import numba
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-    reporter = _Reporter(counter, index)
+    reporter = _Reporter(counter, map_id, index)
     if fail is not None:
         _inject_failure(fail)
     try:
@@ -301,14 +321,17 @@ def ray_map(
     jobs = list(jobs)
     if not jobs:
         return
-    counter = ray.remote(num_cpus=0)(_Counter).remote() if progress is not None else None
+    counter = _counter(ray) if progress is not None else None
+    map_id = uuid.uuid4().hex
     task = ray.remote(_run_task).options(
         num_cpus=cpus_per_job, max_retries=retries, retry_exceptions=True
     )
     fail = os.environ.get(FAIL_ONCE_ENV) or None
     shared_ref = ray.put(shared)
     pending: dict[Any, int] = {
-        task.remote(fn, job, i, shared_ref, counter, cpus_per_job, fail if i == 0 else None): i
+        task.remote(
+            fn, job, i, shared_ref, counter, map_id, cpus_per_job, fail if i == 0 else None
+        ): i
         for i, job in enumerate(jobs)
     }
     tracker: _Progress[J] = _Progress(progress)
@@ -322,12 +345,16 @@ def ray_map(
                 tracker.show({})
                 yield index, result
             if counter is not None and pending:
-                tracker.show(ray.get(counter.snapshot.remote()))
+                try:
+                    tracker.show(ray.get(counter.snapshot.remote(map_id)))
+                except ray.exceptions.RayError:  # progress is not worth failing the run for
+                    _COUNTERS.clear()
+                    counter = None
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
         if counter is not None:
-            ray.kill(counter)
+            counter.forget.remote(map_id)
 
 
 def _get(ray: Any, ref: Any, index: int) -> tuple[Any, int]:
