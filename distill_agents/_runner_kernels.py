@@ -11,6 +11,10 @@ MDP's own stream of uniforms.
 :func:`fill_env_uniforms` writes each sub-env's column of the vector env's block of uniforms
 from its MDP's own stream (see :class:`distill_agents.runner.PerMDPUniforms`).
 
+:func:`run_mdps` is the runner's compiled loop (``run_distillation(..., loop="compiled")``): the
+same work as :func:`advance` and the vector env's step kernel, one MDP at a time, with the same
+uniforms, so it gives the same students bit for bit without a Python round trip per step.
+
 :func:`reference_loop` is the plain compiled loop the benchmark compares against: one function
 that samples every MDP's episodes straight from the vector env's outcome tables (the same
 records its step kernel reads) and applies the same update kernel.
@@ -29,6 +33,10 @@ __all__ = [
     "DONE",
     "ENV_USED",
     "EP_LEN",
+    "EVENT_EVAL",
+    "EVENT_FINISHED",
+    "EVENT_NONE",
+    "EVENT_REFILL",
     "MDP",
     "N_MDP_FIELDS",
     "N_SUB_FIELDS",
@@ -40,6 +48,7 @@ __all__ = [
     "advance",
     "fill_env_uniforms",
     "reference_loop",
+    "run_mdps",
 ]
 
 # Columns of the per-sub-env int64 state ``sub [Bp, N_SUB_FIELDS]``.
@@ -356,3 +365,179 @@ def reference_loop(
                 step_buf,
             )
         steps[m] = total
+
+
+#: :func:`run_mdps` events, per MDP.
+EVENT_NONE = 0  #: the MDP had finished before the call
+EVENT_EVAL = 1  #: the MDP stopped at an evaluation point (its logits are that point's)
+EVENT_REFILL = 2  #: the MDP stopped because one of its uniform buffers runs low
+EVENT_FINISHED = 3  #: the MDP completed its last iteration (not an evaluation point)
+
+
+@njit(cache=True)
+def run_mdps(
+    outcomes: NDArray,
+    action_rows: NDArray[np.int64],
+    terminal: NDArray[np.bool_],
+    initial_cum: NDArray[np.float64],
+    key_of_state: NDArray[np.int64],
+    max_steps: int,
+    mdp_state: NDArray[np.int64],
+    env_buf: NDArray[np.float64],
+    env_base: NDArray[np.int64],
+    act_buf: NDArray[np.float64],
+    n_iter: int,
+    eval_index: NDArray[np.int64],
+    beta_table: NDArray[np.float64],
+    control: int,
+    teacher_probs: NDArray[np.float64],
+    teacher_logp: NDArray[np.float64],
+    teacher_values: NDArray[np.float64],
+    teacher_weights: NDArray[np.float64],
+    logits: NDArray[np.float64],
+    critic: NDArray[np.float64],
+    coef: NDArray[np.float64],
+    codes: NDArray[np.int64],
+    lr: float,
+    gamma: float,
+    slot: NDArray[np.int64],
+    prob_buf: NDArray[np.float64],
+    grad_buf: NDArray[np.float64],
+    lse_buf: NDArray[np.float64],
+    step_buf: NDArray[np.float64],
+    ep_obs: NDArray[np.int64],
+    ep_act: NDArray[np.int64],
+    ep_rew: NDArray[np.float64],
+    events: NDArray[np.int64],
+) -> int:  # pragma: no cover - compiled; tested equal to the vector-env loop
+    """The runner's compiled loop: each MDP's episodes straight from the vector env's tables.
+
+    Does for every MDP ``m`` what :func:`advance` and the vector env's step kernel do together,
+    in the same order and with the same uniforms, so the students are bit for bit those of the
+    vector-env loop: an episode starts from ``initial_cum[m]`` with the MDP's next environment
+    uniform, each step draws the control action from the next action uniform
+    (:func:`~distill_agents.updates.sample_control_action`) and the outcome from the next
+    environment uniform (the first outcome record with ``cum > u``), the episode is truncated
+    after ``max_steps`` steps, and the update kernel runs when it ends. Runs ``m`` until it
+    completes an evaluation point, its last iteration, or until a full episode might not fit
+    in what is left of its uniform buffers (``ENV_USED - env_base[m]`` and ``ACT_PTR`` are the
+    next unused entries of ``env_buf[m]`` and ``act_buf[m]``; the caller refills them and
+    calls again).
+
+    Args:
+        outcomes: ``[B, S, K, W]`` packed outcome records (``VectorEnv.outcome_tables``).
+        action_rows: ``[A]`` action -> row.
+        terminal: ``[B, S]``.
+        initial_cum: ``[B, S]`` cumulative start distributions.
+        key_of_state: ``[B, S]`` table index of each state (-1: none, the previous is kept).
+        max_steps: the time limit (``max_episode_steps``, ``>= 1``).
+        mdp_state: ``[B, N_MDP_FIELDS]`` per-MDP counters (updated).
+        env_buf: ``[B, LE]`` environment uniforms, ``LE > max_steps``.
+        env_base: ``[B]`` stream index of ``env_buf[m, 0]``.
+        act_buf: ``[B, LA]`` action uniforms, ``LA >= max_steps``.
+        n_iter: training episodes per MDP.
+        eval_index: ``[n_iter + 1]`` evaluation point after that many episodes, or -1.
+        beta_table: ``[n_iter]`` mixture weights.
+        control: control policy code.
+        teacher_probs: ``[B, N, A]``.
+        teacher_logp: ``[B, N, A]``.
+        teacher_values: ``[B, N]``.
+        teacher_weights: ``[N]``.
+        logits: ``[B, N, A]`` updated in place.
+        critic: ``[B, N]`` updated in place.
+        coef: method coefficients.
+        codes: method codes.
+        lr: learning rate.
+        gamma: discount.
+        slot: update workspace.
+        prob_buf: update workspace.
+        grad_buf: update workspace.
+        lse_buf: update workspace.
+        step_buf: update workspace.
+        ep_obs: ``[max_steps + 1]`` episode buffer.
+        ep_act: ``[max_steps]`` episode buffer.
+        ep_rew: ``[max_steps]`` episode buffer.
+        events: ``[B]`` out: the ``EVENT_*`` each MDP stopped at.
+
+    Returns:
+        The number of episodes completed in this call.
+    """
+    n_mdps = logits.shape[0]
+    env_len = env_buf.shape[1]
+    act_len = act_buf.shape[1]
+    limit = max_steps
+    episodes = 0
+    for m in range(n_mdps):
+        done = mdp_state[m, DONE]
+        if done >= n_iter:
+            events[m] = EVENT_NONE
+            continue
+        event = EVENT_REFILL
+        while True:
+            e = mdp_state[m, ENV_USED] - env_base[m]
+            p = mdp_state[m, ACT_PTR]
+            if env_len - e < limit + 1 or act_len - p < limit:
+                break
+            s = np.searchsorted(initial_cum[m], env_buf[m, e], side="right")
+            e += 1
+            ep_obs[0] = key_of_state[m, s]
+            beta = beta_table[done]
+            t = 0
+            term = False
+            while t < limit:
+                o = ep_obs[t]
+                a = sample_control_action(
+                    control, beta, teacher_probs[m, o], logits[m, o], act_buf[m, p]
+                )
+                p += 1
+                u = env_buf[m, e]
+                e += 1
+                recs = outcomes[m, s, action_rows[a]]
+                k = 0
+                while u >= recs[k]["cum"]:
+                    k += 1
+                s = np.int64(recs[k]["state"])
+                key = recs[k]["obs_key"]
+                ep_act[t] = a
+                ep_rew[t] = recs[k]["reward"]
+                ep_obs[t + 1] = key if key >= 0 else o
+                t += 1
+                if terminal[m, s]:
+                    term = True
+                    break
+            mdp_state[m, ENV_USED] = e + env_base[m]
+            mdp_state[m, ACT_PTR] = p
+            mdp_state[m, STEPS] += t
+            episode_update_kernel(
+                ep_obs[: t + 1],
+                ep_obs[: t + 1],
+                ep_act[:t],
+                ep_rew[:t],
+                term,
+                teacher_probs[m],
+                teacher_logp[m],
+                teacher_values[m],
+                teacher_weights,
+                logits[m],
+                critic[m],
+                coef,
+                codes,
+                lr,
+                gamma,
+                slot,
+                prob_buf,
+                grad_buf,
+                lse_buf,
+                step_buf,
+            )
+            episodes += 1
+            done += 1
+            mdp_state[m, DONE] = done
+            if eval_index[done] >= 0:
+                event = EVENT_EVAL
+                break
+            if done >= n_iter:
+                event = EVENT_FINISHED
+                break
+        events[m] = event
+    return episodes

@@ -47,6 +47,7 @@ Memory per MDP
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -431,6 +432,28 @@ class TabularVectorEnv(gym.vector.VectorEnv):
             self._models = self._stack_models()
         return self._models
 
+    def outcome_tables(self) -> tuple[NDArray, ...]:
+        """The tables the compiled step kernel reads, for compiled consumers.
+
+        Returns:
+            ``(outcomes [B, S, K, W], action_rows [A], terminal [B, S], initial_cum [B, S],
+            key_of_state [B, S])``: the packed outcome records (:mod:`gridworld_env._kernels`),
+            each sub-env's cumulative start distribution and the observation key of each state
+            (the table index with ``observation="index"``). A loop that maps its uniforms
+            through these tables exactly as :mod:`gridworld_env._kernels` does (start state:
+            first ``initial_cum > u``; step: first record with ``cum > u``) reproduces this
+            env's dynamics bit for bit. Read-only views; do not modify.
+        """
+        self._require_models()
+        tables = (
+            self._outcomes,
+            self._action_rows,
+            self._terminal,
+            self._initial_cum,
+            self._key_of_state,
+        )
+        return tuple(_readonly(t.view()) for t in tables)
+
     def _stack_models(self) -> StackedModels:
         pairs = [self._sub_model(i) for i in range(self.num_envs)]
         if self._state_to_index is None or self._n_indices is None:
@@ -472,6 +495,78 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         if self._env_state is None:
             return None
         return self._env_state[:, _kernels.STATE].copy()
+
+    def select(self, indices: Any, parallel: bool | None = None) -> TabularVectorEnv:
+        """A new vector env whose sub-env ``j`` is sub-env ``indices[j]`` of this one.
+
+        No model is built again: the new env takes this env's packed kernel tables by index
+        (indices may repeat: several copies of one MDP), which is far cheaper than building the
+        same sub-envs from their layouts, and it steps exactly as such a freshly built env
+        would for the same ``reset`` seed. It has its own state (call ``reset`` first) and its
+        own generator; time limit, render mode and observations are this env's.
+
+        Args:
+            indices: ``[B']`` integer sub-env indices in ``[0, B)``, ``B' >= 1``.
+            parallel: as the constructor's (``None``: automatic for ``B'`` sub-envs).
+
+        Returns:
+            A vector env of the same class with ``B'`` sub-envs.
+        """
+        self._require_models()
+        idx = np.asarray(indices)
+        if (
+            idx.ndim != 1
+            or idx.size == 0
+            or idx.dtype.kind not in "iu"
+            or idx.min() < 0
+            or idx.max() >= self.num_envs
+        ):
+            raise ValueError(
+                f"indices must be a non-empty 1-D integer array with values in "
+                f"[0, {self.num_envs}), got {indices!r}"
+            )
+        idx = idx.astype(np.int64)
+        new = copy.copy(self)
+        native = None if self._index_observations else self.single_observation_space
+        new._setup(
+            int(idx.size),
+            self._n_actions,
+            native,
+            self._index_observations,
+            self.max_episode_steps,
+            self.render_mode,
+            parallel,
+        )
+        new._np_random, new._np_random_seed = None, None
+        new.closed = False
+        new.spec = None
+        new._outcomes = self._outcomes[idx]
+        new._terminal = self._terminal[idx]
+        new._initial_cum = self._initial_cum[idx]
+        new._key_of_state = self._key_of_state[idx]
+        partial = self._obs_rows.shape[2] > 0
+        new._obs_rows = self._obs_rows[idx] if partial else self._obs_rows
+        new._tables = (
+            new._outcomes,
+            self._action_rows,
+            new._terminal,
+            new._initial_cum,
+            new._key_of_state,
+            self._max_steps,
+            new._obs_rows,
+        )
+        new._obs_shape = (int(idx.size), *self._obs_shape[1:])
+        if self._state_to_index is not None and self._n_indices is not None:
+            new._state_to_index = _readonly(self._state_to_index[idx])
+            new._n_indices = _readonly(self._n_indices[idx])
+            new._set_observation_space(spaces.Discrete(int(new._n_indices.max())))
+        new._models = None
+        new._installed = True
+        new._select_own(self, idx)
+        return new
+
+    def _select_own(self, source: TabularVectorEnv, idx: NDArray[np.int64]) -> None:
+        """Hook of :meth:`select`: take the subclass's per-sub-env data of ``source`` by index."""
 
     # ---------------------------------------------------------------- gym API
     def reset(
@@ -846,6 +941,14 @@ class DistillGridVectorEnv(TabularVectorEnv):
         table = grid_observation_table(cells, cfg.observation, cfg.view_size)
         self._model_cache[id(cells)] = (cells, start, mdp, table)
         return mdp, table
+
+    def _select_own(self, source: TabularVectorEnv, idx: NDArray[np.int64]) -> None:
+        assert isinstance(source, DistillGridVectorEnv) and source._cells is not None
+        self._cells = [source._cells[i] for i in idx]
+        self._starts = [source._starts[i] for i in idx]
+        seeds = source._layout_seeds
+        self._layout_seeds = None if seeds is None else tuple(int(seeds[i]) for i in idx)
+        self._model_cache = {}
 
     @property
     def layout_seeds(self) -> tuple[int, ...] | None:

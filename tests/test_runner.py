@@ -201,6 +201,52 @@ def test_results_do_not_depend_on_chunks_splits_or_compaction(grids, monkeypatch
     _assert_same(whole, compacted)
 
 
+COMPILED_CASES = [
+    ("grid", {"noise": 0.2}, "on_policy_distill", {"metrics": R.METRICS}),
+    ("grid", {"noise": 0.1}, "n_distill+R", {"control": "mixture", "critic": "td"}),
+    ("grid", {"noise": 0.1}, "teacher_distill", {"control": "uniform"}),
+    ("grid", {"observation": "partial", "view_size": 3}, "on_policy_distill+R+Vcond", {}),
+    ("grid", {"n_actions": 40}, "entropy_regularised+R", {"control": "student"}),
+    ("chain", {}, "teacher_v_reward", {"critic": "mc"}),
+]
+
+
+@pytest.mark.parametrize(("family", "env_kw", "method", "kwargs"), COMPILED_CASES)
+def test_compiled_loop_gives_the_vector_loops_students_bit_for_bit(
+    family, env_kw, method, kwargs, monkeypatch
+):
+    teachers = grid_teachers(9, seed=21, **env_kw) if family == "grid" else chain_teachers(4)
+    kw = {"iterations": 50, "eval_every": 10, "seed": 2, "keep_students": True, **kwargs}
+    vector = R.run_distillation(teachers, method, chunk_size=4, **kw)
+    # Tiny buffers (refills mid-run, every few episodes) and a short time limit (truncated
+    # episodes): still the same uniforms in the same order, so the same students.
+    monkeypatch.setattr(R, "COMPILED_BUFFER", 64)
+    compiled = R.run_distillation(teachers, method, loop="compiled", **kw)
+    _assert_same(vector, compiled)
+    assert compiled.step_calls == 0 and vector.step_calls > 0
+    short = {**kw, "max_episode_steps": 7}
+    _assert_same(
+        R.run_distillation(teachers, method, **short),
+        R.run_distillation(teachers, method, loop="compiled", chunk_size=5, **short),
+    )
+
+
+def test_compiled_loop_reports_progress_and_rejects_unknown_loops(grids):
+    part = subset(grids, 0, 3)
+    seen: list[int] = []
+    R.run_distillation(
+        part,
+        "on_policy_distill",
+        iterations=12,
+        eval_every=4,
+        loop="compiled",
+        progress=seen.append,
+    )
+    assert sum(seen) == 3 * 12
+    with pytest.raises(ValueError, match="loop must be one of"):
+        R.run_distillation(part, "on_policy_distill", iterations=2, eval_every=2, loop="numba")
+
+
 def test_memory_budget_sets_the_chunk_size_without_changing_results():
     teachers = grid_teachers(3, seed=9, n_actions=40)
     kw = {"iterations": 20, "eval_every": 20, "seed": 0, "keep_students": True}
@@ -378,3 +424,52 @@ def test_bench_students_runs_and_both_loops_learn():
     # Both loops run the same method on the same MDPs: both improve on the uniform student.
     assert out["final_return"] > 2.0 and out["reference_final_return"] > 2.0
     assert out["large_actions"]["n_actions"] == 4000 and out["peak_rss_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("family", "env_kw"),
+    [("grid", {}), ("grid", {"n_actions": 40, "noise": 0.2}), ("grid", {"observation": "partial"}),
+     ("chain", {})],
+)  # fmt: skip
+def test_compiled_evaluation_matches_the_planning_path(family, env_kw):
+    teachers = grid_teachers(6, seed=31, **env_kw) if family == "grid" else chain_teachers(3)
+    envs = R._EnvBuilder(teachers, None, False).make(np.arange(teachers.n_mdps))
+    evaluator = R._Evaluator(envs.models, teachers.probs, R.METRICS)
+    logits = np.random.default_rng(0).normal(scale=3.0, size=teachers.probs.shape)
+    idx = np.array([2, 0, 1, 1] if family == "chain" else [5, 0, 3, 3, 1])
+    fast = evaluator.students(idx, logits[idx])
+    slow = evaluator.students_planning(idx, logits[idx])
+    for name in R.METRICS:
+        assert np.all(np.isfinite(fast[name]))
+        np.testing.assert_allclose(fast[name], slow[name], rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_evaluation_hands_students_that_never_end_to_planning():
+    # absorb_prob=0 and a student that only ever walks into the wall: its episodes never end,
+    # so neither path has a value; the compiled one defers to planning's error.
+    kw = {"layout": ["S.G", "...", "..."], "absorb_prob": 0.0, "noise": 0.0}
+    envs = gym.make_vec(
+        "DistillGrid-v0", num_envs=2, vectorization_mode="vector_entry_point",
+        observation="index", **kw,
+    )  # fmt: skip
+    teachers = planned_teachers(envs.models, env_id="DistillGrid-v0", env_kwargs=kw)
+    envs = R._EnvBuilder(teachers, None, False).make(np.arange(2))
+    evaluator = R._Evaluator(envs.models, teachers.probs, ("return",))
+    logits = np.zeros(teachers.probs.shape)
+    np.testing.assert_allclose(
+        evaluator.students(np.arange(2), logits)["return"],
+        evaluator.students_planning(np.arange(2), logits)["return"],
+        rtol=1e-12,
+    )
+    mdp = envs.models.mdp(0)
+    start = int(np.flatnonzero(mdp.initial)[0])
+    stay = [a for a in range(4) if mdp.next_states[start, mdp.action_rows[a], 0] == start]
+    assert stay, "the start cell is in the top-left corner: some move bumps into the edge"
+    # Other actions at probability exp(-1000) = 0: no path to the goal at all.
+    logits[1, :, stay[0]] = 1000.0
+    with pytest.raises(ValueError, match="never ends the episode"):
+        evaluator.students(np.arange(2), logits)
+    # At exp(-200) the goal is reachable, but 1 - P rounds to a zero pivot: singular.
+    logits[1, :, stay[0]] = 200.0
+    with pytest.raises(ValueError, match="singular"):
+        evaluator.students(np.arange(2), logits)

@@ -1,0 +1,279 @@
+"""Compiled (numba) exact evaluation of many tabular students at once (the runner's metrics).
+
+:func:`evaluate_students` computes, for each student given by its logits over table indices,
+what :class:`distill_agents.runner._Evaluator` otherwise computes through
+:mod:`distill_agents.planning` (row weights, reachability, the improper-policy check and the
+banded solve of the expected visits): the expected undiscounted return from the start and the
+expected per-episode sums of ``KL(pi || pi_theta)`` along the student's, the teacher's and the
+uniform policy's trajectories. It does the same arithmetic in the same order as planning's
+banded LU, one MDP at a time and without temporary ``[B, S, K, M]`` arrays, so the values agree
+with planning's to rounding (the softmax and the sums are taken sequentially here, pairwise in
+NumPy: ~1e-15 relative). A student whose policy may not end its episodes is reported in
+``status`` instead; the caller then takes the planning path, which raises the documented error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+__all__ = ["KL_STUDENT", "KL_TEACHER", "KL_UNIFORM", "RETURN", "evaluate_students"]
+
+#: Columns of :func:`evaluate_students`' output.
+RETURN, KL_STUDENT, KL_TEACHER, KL_UNIFORM = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _fixed_sum(fixed: NDArray[np.float64], cost: NDArray[np.float64]) -> float:
+    """``sum(where(fixed > 0, fixed * cost, 0))``, NaN if ``fixed`` has a NaN (undefined)."""
+    acc = 0.0
+    for s in range(fixed.shape[0]):
+        v = fixed[s]
+        if math.isnan(v):
+            return math.nan
+        if v > 0.0:
+            acc += v * cost[s]
+    return acc
+
+
+@njit(cache=True)
+def evaluate_students(
+    next_states: NDArray[np.int64],
+    next_probs: NDArray[np.float64],
+    row_rewards: NDArray[np.float64],
+    initial: NDArray[np.float64],
+    terminal: NDArray[np.bool_],
+    state_to_index: NDArray[np.int64],
+    action_rows: NDArray[np.int64],
+    uniform_rows: NDArray[np.float64],
+    idx: NDArray[np.int64],
+    logits: NDArray[np.float64],
+    teacher_probs: NDArray[np.float64],
+    fixed_teacher: NDArray[np.float64],
+    fixed_uniform: NDArray[np.float64],
+    need: NDArray[np.bool_],
+    out: NDArray[np.float64],
+    status: NDArray[np.int64],
+) -> None:  # pragma: no cover - compiled; tested against planning through the runner
+    """Exact metrics of the students ``logits[j]`` on the MDPs ``idx[j]``.
+
+    Args:
+        next_states: ``[B, S, K, M]`` compact model (rows as actions).
+        next_probs: ``[B, S, K, M]``.
+        row_rewards: ``[B, S, K]`` expected immediate reward of each row.
+        initial: ``[B, S]`` start distribution.
+        terminal: ``[B, S]``.
+        state_to_index: ``[B, S]`` table index of each state (-1: none; such states use the
+            uniform policy and count no KL, as the evaluator does).
+        action_rows: ``[A]`` row of each action.
+        uniform_rows: ``[K]`` the uniform policy's row weights.
+        idx: ``[n]`` MDP of each student.
+        logits: ``[n, N, A]`` the students.
+        teacher_probs: ``[B, N, A]``.
+        fixed_teacher: ``[B, S]`` the teacher's expected visits (NaN rows: undefined), or
+            ``[0, 0]`` when ``kl_teacher`` is not needed.
+        fixed_uniform: ``[B, S]`` the uniform policy's, likewise.
+        need: ``[4]`` which of ``RETURN, KL_STUDENT, KL_TEACHER, KL_UNIFORM`` to compute.
+        out: ``[n, 4]`` the metrics (columns not needed are left as they are).
+        status: ``[n]`` out: 0, or 1 where the student's episodes may not end (no value).
+    """
+    n_stud = idx.shape[0]
+    n_states, n_rows, n_out = next_states.shape[1], next_states.shape[2], next_states.shape[3]
+    n_index, n_actions = logits.shape[1], logits.shape[2]
+    identity_rows = n_rows == n_actions
+    for a in range(n_actions):
+        if action_rows[a] != a:
+            identity_rows = False
+    need_visits = need[RETURN] or need[KL_STUDENT]
+    need_kl = need[KL_STUDENT] or need[KL_TEACHER] or need[KL_UNIFORM]
+    probs = np.empty((n_index, n_actions))
+    kl_index = np.zeros(n_index)
+    kl_state = np.zeros(n_states)
+    weights = np.empty((n_states, n_rows))
+    reached = np.empty(n_states, dtype=np.bool_)
+    can_end = np.empty(n_states, dtype=np.bool_)
+    queue = np.empty(n_states, dtype=np.int64)
+    n_edges = n_states * n_rows * n_out
+    in_count = np.empty(n_states + 1, dtype=np.int64)
+    sources = np.empty(n_edges, dtype=np.int64)
+    visits = np.empty(n_states)
+    for j in range(n_stud):
+        b = idx[j]
+        status[j] = 0
+        # --- the student's policy per table index, and KL(pi || pi_theta) per index.
+        for i in range(n_index):
+            row = logits[j, i]
+            top = row[0]
+            for a in range(1, n_actions):
+                if row[a] > top:
+                    top = row[a]
+            total = 0.0
+            for a in range(n_actions):
+                e = math.exp(row[a] - top)
+                probs[i, a] = e
+                total += e
+            for a in range(n_actions):
+                probs[i, a] /= total
+            if need_kl:
+                acc = 0.0
+                for a in range(n_actions):
+                    p = teacher_probs[b, i, a]
+                    if p > 0.0:
+                        acc += p * (math.log(p) - math.log(probs[i, a]))
+                kl_index[i] = max(acc, 0.0)
+        for s in range(n_states):
+            i = state_to_index[b, s]
+            kl_state[s] = kl_index[i] if (need_kl and i >= 0) else 0.0
+        if need[KL_TEACHER]:
+            out[j, KL_TEACHER] = _fixed_sum(fixed_teacher[b], kl_state)
+        if need[KL_UNIFORM]:
+            out[j, KL_UNIFORM] = _fixed_sum(fixed_uniform[b], kl_state)
+        if not need_visits:
+            continue
+        # --- row weights per state (0 in terminal states).
+        for s in range(n_states):
+            i = state_to_index[b, s]
+            for k in range(n_rows):
+                weights[s, k] = 0.0
+            if terminal[b, s]:
+                continue
+            if i < 0:
+                for k in range(n_rows):
+                    weights[s, k] = uniform_rows[k]
+            elif identity_rows:
+                for k in range(n_rows):
+                    weights[s, k] = probs[i, k]
+            else:
+                for a in range(n_actions):
+                    weights[s, action_rows[a]] += probs[i, a]
+        # --- states the episode reaches from the start (terminal states are not expanded).
+        head, tail = 0, 0
+        for s in range(n_states):
+            reached[s] = initial[b, s] > 0.0
+            if reached[s]:
+                queue[tail] = s
+                tail += 1
+        while head < tail:
+            s = queue[head]
+            head += 1
+            if terminal[b, s]:
+                continue
+            for k in range(n_rows):
+                for m in range(n_out):
+                    t = next_states[b, s, k, m]
+                    if weights[s, k] * next_probs[b, s, k, m] > 0.0 and not reached[t]:
+                        reached[t] = True
+                        queue[tail] = t
+                        tail += 1
+        # --- every reached state must be able to end the episode: reverse search from the
+        # reached terminal states along the edges out of reached non-terminal states.
+        for s in range(n_states + 1):
+            in_count[s] = 0
+        for s in range(n_states):
+            if reached[s] and not terminal[b, s]:
+                for k in range(n_rows):
+                    for m in range(n_out):
+                        if weights[s, k] * next_probs[b, s, k, m] > 0.0:
+                            in_count[next_states[b, s, k, m] + 1] += 1
+        for s in range(n_states):
+            in_count[s + 1] += in_count[s]
+        for s in range(n_states):
+            if reached[s] and not terminal[b, s]:
+                for k in range(n_rows):
+                    for m in range(n_out):
+                        if weights[s, k] * next_probs[b, s, k, m] > 0.0:
+                            t = next_states[b, s, k, m]
+                            sources[in_count[t]] = s
+                            in_count[t] += 1
+        # in_count[t] is now the end of t's sources; its start is in_count[t - 1] (0 for t=0).
+        head, tail = 0, 0
+        for s in range(n_states):
+            can_end[s] = reached[s] and terminal[b, s]
+            if can_end[s]:
+                queue[tail] = s
+                tail += 1
+        while head < tail:
+            t = queue[head]
+            head += 1
+            lo = in_count[t - 1] if t > 0 else 0
+            for e in range(lo, in_count[t]):
+                s = sources[e]
+                if not can_end[s]:
+                    can_end[s] = True
+                    queue[tail] = s
+                    tail += 1
+        stuck = False
+        for s in range(n_states):
+            if reached[s] and not terminal[b, s] and not can_end[s]:
+                stuck = True
+        if stuck:
+            status[j] = 1
+            continue
+        # --- visits: (I - P^T) x = mu_0 on the live states, banded LU without pivoting, the
+        # arithmetic of planning._banded_solve_kernel (transpose, gamma = 1).
+        bw = 0
+        for s in range(n_states):
+            if reached[s] and not terminal[b, s]:
+                for k in range(n_rows):
+                    if weights[s, k] != 0.0:
+                        for m in range(n_out):
+                            t = next_states[b, s, k, m]
+                            live_t = reached[t] and not terminal[b, t]
+                            if live_t and next_probs[b, s, k, m] > 0.0:
+                                bw = max(bw, abs(t - s))
+        band = np.zeros((n_states, 2 * bw + 1))
+        band[:, bw] = 1.0
+        for s in range(n_states):
+            visits[s] = 0.0
+            if reached[s] and not terminal[b, s]:
+                visits[s] = initial[b, s]
+                for k in range(n_rows):
+                    for m in range(n_out):
+                        t = next_states[b, s, k, m]
+                        coef = 1.0 * (weights[s, k] * next_probs[b, s, k, m])
+                        if coef != 0.0 and reached[t] and not terminal[b, t]:
+                            band[t, s - t + bw] -= coef
+        for k in range(n_states):
+            pivot = band[k, bw]
+            if not pivot > 0.0:
+                stuck = True
+                break
+            last = min(n_states - 1, k + bw)
+            for i in range(k + 1, last + 1):
+                factor = band[i, k - i + bw] / pivot
+                if factor != 0.0:
+                    for c in range(k + 1, last + 1):
+                        band[i, c - i + bw] -= factor * band[k, c - k + bw]
+                    visits[i] -= factor * visits[k]
+        if stuck:
+            status[j] = 1
+            continue
+        for k in range(n_states - 1, -1, -1):
+            acc = visits[k]
+            for c in range(k + 1, min(n_states - 1, k + bw) + 1):
+                acc -= band[k, c - k + bw] * visits[c]
+            visits[k] = acc / band[k, bw]
+        ret = 0.0
+        kl_sum = 0.0
+        for s in range(n_states):
+            v = visits[s]
+            if not math.isfinite(v):
+                stuck = True
+            if not (reached[s] and not terminal[b, s]):
+                continue
+            if v > 0.0:
+                reward = 0.0
+                for k in range(n_rows):
+                    reward += weights[s, k] * row_rewards[b, s, k]
+                ret += v * reward
+                kl_sum += v * kl_state[s]
+        if stuck:
+            status[j] = 1
+            continue
+        if need[RETURN]:
+            out[j, RETURN] = ret
+        if need[KL_STUDENT]:
+            out[j, KL_STUDENT] = kl_sum
