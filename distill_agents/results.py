@@ -416,7 +416,10 @@ def read_csv(path: str | os.PathLike[str], sha256: str | None = None) -> list[Cu
         raise ResultsFormatError(
             f"{path}: the last line has no line end: the file is truncated (cut mid-line)"
         )
-    lines = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:  # e.g. a field longer than csv.field_size_limit()
+        raise ResultsFormatError(f"{path}: not a results CSV file ({err})") from None
     if tuple(lines[0]) != COLUMNS:
         raise ResultsFormatError(
             f"{path}: line 1: header must be exactly {','.join(COLUMNS)}, got {','.join(lines[0])}"

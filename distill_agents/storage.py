@@ -130,6 +130,14 @@ def load_arrays(
         raise FileFormatError(f"{path}: refused ({err})") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise FileFormatError(f"{path}: unreadable or truncated .npz file ({err})") from None
+    except Exception as err:
+        # A damaged zip directory can make zipfile raise almost anything (NotImplementedError
+        # for a flipped compression method, RuntimeError for a flipped "encrypted" flag,
+        # zlib.error, struct.error, MemoryError for a huge declared size, ...): whatever goes
+        # wrong while reading an untrusted archive is a damaged file, reported as one.
+        raise FileFormatError(
+            f"{path}: unreadable or damaged .npz file ({type(err).__name__}: {err})"
+        ) from None
     if header.get("kind") != kind:
         raise FileFormatError(f"{path}: holds {header.get('kind')!r}, expected {kind!r}")
     if header.get("format_version") != FORMAT_VERSION:
