@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -293,6 +294,25 @@ def _version() -> str:
     return str(__version__)
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 (16 hex digits) of the source of ``gridworld_env`` and ``distill_agents``.
+
+    Part of every teacher and piece key, so results computed by other code (an edit without a
+    version bump included) are never reused: a changed line only costs a recomputation.
+    """
+    import distill_agents
+    import gridworld_env
+
+    digest = hashlib.sha256()
+    for package in (gridworld_env, distill_agents):
+        root = Path(str(package.__file__)).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _env_key(spec: X.TeacherSpec, seed: int) -> dict[str, Any]:
     return {"env_id": spec.env_id, "env_kwargs": dict(spec.env_kwargs), "layout_base": seed}
 
@@ -302,6 +322,7 @@ def _trained_key(spec: X.TeacherSpec, settings: FigureSettings) -> dict[str, Any
     key = {
         "state_version": STATE_VERSION,
         "version": _version(),
+        "code": code_digest(),
         "kind": spec.kind,
         **_env_key(spec, settings.seed),
         "n_mdps": settings.mdps,
@@ -387,6 +408,7 @@ def _piece_key(
     return {
         "state_version": STATE_VERSION,
         "version": _version(),
+        "code": code_digest(),
         "teacher": teacher,
         "method": spec.id,
         "control": curve.control or spec.default_control,
@@ -541,7 +563,7 @@ def _ensure_trained(
             if info.get("key") == json.loads(_canonical(key)):
                 Teachers.load(npz)  # validates the file
                 return str(npz), int(info["env_steps"])
-        except (ValueError, KeyError, OSError) as err:
+        except (ValueError, KeyError, OSError, TypeError, AttributeError, OverflowError) as err:
             print(
                 f"distill-grid reproduce: note: retraining damaged teachers ({err})",
                 file=sys.stderr,
@@ -638,6 +660,7 @@ def _run_range(piece: _Piece, teachers: Any, a: int, b: int, progress: Any, iter
         metrics=piece.metrics,
         first_mdp=piece.lo + a,
         progress=progress if progress is not None and iterations else False,
+        loop="compiled",
     )
 
 
@@ -1002,7 +1025,7 @@ def _recorded_steps(state: _State, spec: X.TeacherSpec, settings: FigureSettings
     _, sidecar = state.teacher_paths(_trained_key(spec, settings))
     try:
         return int(json.loads(sidecar.read_text())["env_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return 0
 
 

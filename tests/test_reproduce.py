@@ -393,3 +393,15 @@ def read_csv_bytes(data, tmp_path):
     path = tmp_path / "reference.csv"
     path.write_bytes(data)
     return read_csv(path)
+
+
+def test_pieces_of_other_code_are_never_reused(tmp_path, capsys, monkeypatch, reference):
+    digest = reproduce.code_digest()
+    assert len(digest) == 16 and digest == reproduce.code_digest()
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
+    # The same arguments with other source code: every piece is computed again.
+    monkeypatch.setattr(reproduce, "code_digest", lambda: "0" * 16)
+    status, _, _ = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert status == 0
+    assert json.loads(tmp_path.joinpath("fig6.json").read_text())["pieces"]["reused"] == 0
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
