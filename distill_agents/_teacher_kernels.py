@@ -61,19 +61,24 @@ PREFETCH_DISTANCE = 8
 # --------------------------------------------------------------------------- action choice
 @njit(cache=True, inline="always")
 def _greedy(flat_q, base, n_actions, u):
-    """Greedy action of ``flat_q[base : base + A]``, ties split uniformly by ``u`` in [0, 1)."""
+    """Greedy action of ``flat_q[base : base + A]``, ties split uniformly by ``u`` in [0, 1).
+
+    The first pass keeps the first maximum with selects rather than branches (the comparisons
+    are unpredictable; this made the Q-learning kernel ~1.5x faster), the second counts the
+    maxima; only a tie takes the (rarer) third pass, which picks maximum number
+    ``floor(u * n_best)`` in action order.
+    """
     best = flat_q[base]
     arg = 0
-    n_best = 1
     for a in range(1, n_actions):
         v = flat_q[base + np.uint64(a)]
-        if v > best:
-            best = v
-            arg = a
-            n_best = 1
-        elif v == best:
-            n_best += 1
-    if n_best == 1:
+        greater = v > best
+        arg = a if greater else arg
+        best = v if greater else best
+    n_best = 0
+    for a in range(n_actions):
+        n_best += flat_q[base + np.uint64(a)] == best
+    if n_best <= 1:
         return arg
     pick = min(int(u * n_best), n_best - 1)
     for a in range(arg, n_actions):
@@ -164,34 +169,36 @@ def _q_range(
     counts,
     slot,
 ):
+    # Indices are unsigned (numba then skips its negative-index wraparound code).
     n_index = np.uint64(q_values.shape[1])
     n_actions = q_values.shape[2]
     stride = np.uint64(n_actions)
     flat = q_values.reshape(-1)
     busy = 0
     updates = 0
-    for j in range(lo, hi):
-        ahead = j + PREFETCH_DISTANCE
+    for jj in range(lo, hi):
+        j = np.uint64(jj)
+        ahead = jj + PREFETCH_DISTANCE
         if ahead < hi:
-            row_ahead = (np.uint64(group[ahead]) * n_index + np.uint64(next_obs[ahead])) * stride
-            prefetch(flat, row_ahead)  # type: ignore[call-arg]
-        g = group[j]
-        o_next = next_obs[j]
-        table = np.uint64(g) * n_index
+            k = np.uint64(ahead)
+            prefetch(flat, (np.uint64(group[k]) * n_index + np.uint64(next_obs[k])) * stride)  # type: ignore[call-arg]
+        g = np.uint64(group[j])
+        o_next = np.uint64(next_obs[j])
+        table = g * n_index
         st = status[j]
         if st == ACTING:
-            target = rewards[j]
-            if not terminated[j]:  # a truncation bootstraps, a termination does not
-                row = (table + np.uint64(o_next)) * stride
-                best = flat[row]
-                for a in range(1, n_actions):
-                    best = max(best, flat[row + np.uint64(a)])
-                target += gamma * best
+            term = terminated[j]
+            # max_b Q[g, o', b], added only without a termination (a truncation bootstraps).
+            row = (table + o_next) * stride
+            best = flat[row]
+            for a in range(1, n_actions):
+                best = max(best, flat[row + np.uint64(a)])
+            target = rewards[j] + (0.0 if term else gamma * best)
             at = (table + np.uint64(obs[j])) * stride + np.uint64(actions[j])
             flat[at] += lr * (target - flat[at])
             updates += 1
             steps[g] += 1
-            if terminated[j] or truncated[j]:
+            if term or truncated[j]:
                 completed[g] += 1
                 status[j] = ENDED
                 if allow and started[g] < n_episodes:
@@ -202,18 +209,21 @@ def _q_range(
         elif st == ENDED:  # this step was the autoreset: o_next starts an episode
             if allow and started[g] < n_episodes:
                 started[g] += 1
-                status[j] = ACTING
+                st = ACTING
             else:
-                status[j] = IDLE
-        if status[j] == ACTING:
+                st = IDLE
+            status[j] = st
+        obs[j] = o_next
+        if st == ACTING:
             busy += 1
-            obs[j] = o_next
+            # _epsilon_greedy, written out: calling it here compiled to a ~25% slower loop.
             u = u_row[j]
-            actions[j] = _epsilon_greedy(
-                flat, (table + np.uint64(o_next)) * stride, n_actions, u, epsilon
-            )
+            if u < epsilon:
+                actions[j] = min(int(u / epsilon * n_actions), n_actions - 1)
+            else:
+                base = (table + o_next) * stride
+                actions[j] = _greedy(flat, base, n_actions, (u - epsilon) / (1.0 - epsilon))
         else:
-            obs[j] = o_next
             actions[j] = 0
     counts[slot, 0] = busy
     counts[slot, 1] = updates

@@ -570,7 +570,9 @@ def _run(
         else:
             group, _ = _plan(completed, steps, n_episodes, n_mdps, max_actors)
             t_build = time.perf_counter()
-            envs = env.make_vec([mdps[int(g)] for g in group], parallel=_use_threads(group.size))
+            # The phase's actors are sub-envs of the first vector env taken by index: no model
+            # is built again (same dynamics as building them from their layouts).
+            envs = first_envs.select(group, parallel=_use_threads(group.size))
             build_s += time.perf_counter() - t_build
         n_actors = int(group.size)
         t_phase = time.perf_counter()
@@ -626,8 +628,10 @@ def _run(
         log.append(
             (n_actors, int(np.unique(group).size), phase_calls, time.perf_counter() - t_phase)
         )
-        envs.close()
+        if envs is not first_envs:
+            envs.close()
         phase += 1
+    first_envs.close()
     if progress is not None:
         progress(int(completed.sum()) - reported)
     stats = TrainingStats(

@@ -1,0 +1,82 @@
+"""Mechanisms behind the teacher trainer's speed: sub-env selection, the action choice kernel."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import gridworld_env  # noqa: F401  (registers the ids)
+from distill_agents import _teacher_kernels as kernels
+
+
+def _grid_vec(n_envs: int, **kwargs):
+    return gym.make_vec(
+        "DistillGrid-v0", num_envs=n_envs, vectorization_mode="vector_entry_point", **kwargs
+    )
+
+
+@pytest.mark.parametrize("observation", ["index", "partial_index", "full", "partial"])
+def test_selected_sub_envs_step_like_envs_built_from_their_layouts(observation):
+    envs = _grid_vec(6, layout_seed=3, observation=observation, parallel=False)
+    idx = [4, 1, 1, 5, 0]
+    sub = envs.select(idx)
+    built = _grid_vec(
+        5, layouts=[list(envs.layouts[i]) for i in idx], observation=observation, parallel=False
+    )
+    first, _ = sub.reset(seed=5)
+    np.testing.assert_array_equal(first, built.reset(seed=5)[0])
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(2000):
+        actions = rng.integers(0, 4, size=5)
+        got, want = sub.step(actions), built.step(actions)
+        for a, b in zip(got[:4], want[:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(got[4]["state"], want[4]["state"])
+        ends += int(got[2].sum() + got[3].sum())
+    assert ends > 0  # the comparison went through autoresets
+    assert sub.observation_space == built.observation_space
+    assert sub.layout_seeds == tuple(3 + i for i in idx)
+    assert sub.layouts == built.layouts
+    for field in ("next_states", "next_probs", "next_rewards", "initial", "terminal"):
+        np.testing.assert_array_equal(getattr(sub.models, field), getattr(built.models, field))
+    np.testing.assert_array_equal(sub.models.state_to_index, built.models.state_to_index)
+
+
+def test_select_leaves_the_source_env_untouched_and_copies_chains():
+    envs = gym.make_vec(
+        "DistillChain-v0", num_envs=3, vectorization_mode="vector_entry_point", observation="index"
+    )
+    before, _ = envs.reset(seed=1)
+    states = envs.states
+    sub = envs.select(np.array([2, 2, 0, 1]))
+    assert sub.num_envs == 4 and sub.action_space.shape == (4,)
+    with pytest.raises(RuntimeError, match="reset"):
+        sub.step(np.zeros(4, dtype=np.int64))
+    obs, _ = sub.reset(seed=0)
+    assert obs.shape == (4,)
+    sub.step(np.ones(4, dtype=np.int64))
+    np.testing.assert_array_equal(envs.states, states)  # the source keeps its own state
+    assert envs.num_envs == 3 and before.shape == (3,)
+
+
+@pytest.mark.parametrize("indices", [[], [0, 3], [-1], [[0, 1]], [0.0, 1.0]])
+def test_select_refuses_bad_indices(indices):
+    envs = _grid_vec(3, observation="index")
+    with pytest.raises(ValueError, match=r"indices must be a non-empty 1-D integer array"):
+        envs.select(indices)
+
+
+def _slow_greedy(row: np.ndarray, u: float) -> int:
+    best = np.flatnonzero(row == row.max())
+    return int(best[min(int(u * best.size), best.size - 1)])
+
+
+def test_greedy_matches_a_slow_reference_on_rows_with_ties():
+    rng = np.random.default_rng(0)
+    for n_actions in (1, 2, 4, 7):
+        for _ in range(300):
+            row = rng.integers(0, 3, size=n_actions).astype(np.float64)  # many ties
+            u = float(rng.random())
+            assert kernels._greedy(row, np.uint64(0), n_actions, u) == _slow_greedy(row, u)
