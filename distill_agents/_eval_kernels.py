@@ -40,9 +40,51 @@ def _fixed_sum(fixed: NDArray[np.float64], cost: NDArray[np.float64]) -> float:
 
 
 @njit(cache=True)
+def compact_edges(
+    next_states: NDArray[np.int64], next_probs: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """The outcomes with positive probability of ``[B, S, K, M]`` successor lists, per state.
+
+    Returns:
+        ``(ptr [B, S + 1], row [B, E], to [B, E], prob [B, E])``: the outcomes of state ``s``
+        of MDP ``b`` are entries ``ptr[b, s] .. ptr[b, s + 1] - 1``, in ``(k, m)`` order (the
+        order planning's banded solve adds them in); ``E`` is the largest count of any MDP.
+    """
+    n_mdps, n_states, n_rows, n_out = next_states.shape
+    size = 0
+    for b in range(n_mdps):
+        count = 0
+        for s in range(n_states):
+            for k in range(n_rows):
+                for m in range(n_out):
+                    if next_probs[b, s, k, m] > 0.0:
+                        count += 1
+        size = max(size, count)
+    ptr = np.zeros((n_mdps, n_states + 1), dtype=np.int64)
+    row = np.zeros((n_mdps, max(size, 1)), dtype=np.int64)
+    to = np.zeros((n_mdps, max(size, 1)), dtype=np.int64)
+    prob = np.zeros((n_mdps, max(size, 1)))
+    for b in range(n_mdps):
+        e = 0
+        for s in range(n_states):
+            ptr[b, s] = e
+            for k in range(n_rows):
+                for m in range(n_out):
+                    if next_probs[b, s, k, m] > 0.0:
+                        row[b, e] = k
+                        to[b, e] = next_states[b, s, k, m]
+                        prob[b, e] = next_probs[b, s, k, m]
+                        e += 1
+        ptr[b, n_states] = e
+    return ptr, row, to, prob
+
+
+@njit(cache=True)
 def evaluate_students(
-    next_states: NDArray[np.int64],
-    next_probs: NDArray[np.float64],
+    edge_ptr: NDArray[np.int64],
+    edge_row: NDArray[np.int64],
+    edge_to: NDArray[np.int64],
+    edge_prob: NDArray[np.float64],
     row_rewards: NDArray[np.float64],
     initial: NDArray[np.float64],
     terminal: NDArray[np.bool_],
@@ -61,8 +103,10 @@ def evaluate_students(
     """Exact metrics of the students ``logits[j]`` on the MDPs ``idx[j]``.
 
     Args:
-        next_states: ``[B, S, K, M]`` compact model (rows as actions).
-        next_probs: ``[B, S, K, M]``.
+        edge_ptr: ``[B, S + 1]`` the model's outcomes (:func:`compact_edges`).
+        edge_row: ``[B, E]``.
+        edge_to: ``[B, E]``.
+        edge_prob: ``[B, E]``.
         row_rewards: ``[B, S, K]`` expected immediate reward of each row.
         initial: ``[B, S]`` start distribution.
         terminal: ``[B, S]``.
@@ -81,7 +125,7 @@ def evaluate_students(
         status: ``[n]`` out: 0, or 1 where the student's episodes may not end (no value).
     """
     n_stud = idx.shape[0]
-    n_states, n_rows, n_out = next_states.shape[1], next_states.shape[2], next_states.shape[3]
+    n_states, n_rows = row_rewards.shape[1], row_rewards.shape[2]
     n_index, n_actions = logits.shape[1], logits.shape[2]
     identity_rows = n_rows == n_actions
     for a in range(n_actions):
@@ -96,10 +140,11 @@ def evaluate_students(
     reached = np.empty(n_states, dtype=np.bool_)
     can_end = np.empty(n_states, dtype=np.bool_)
     queue = np.empty(n_states, dtype=np.int64)
-    n_edges = n_states * n_rows * n_out
+    n_edges = edge_to.shape[1]
     in_count = np.empty(n_states + 1, dtype=np.int64)
     sources = np.empty(n_edges, dtype=np.int64)
     visits = np.empty(n_states)
+    upper = np.empty(n_states)
     for j in range(n_stud):
         b = idx[j]
         status[j] = 0
@@ -161,33 +206,30 @@ def evaluate_students(
             head += 1
             if terminal[b, s]:
                 continue
-            for k in range(n_rows):
-                for m in range(n_out):
-                    t = next_states[b, s, k, m]
-                    if weights[s, k] * next_probs[b, s, k, m] > 0.0 and not reached[t]:
-                        reached[t] = True
-                        queue[tail] = t
-                        tail += 1
+            for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
+                t = edge_to[b, e]
+                if weights[s, edge_row[b, e]] * edge_prob[b, e] > 0.0 and not reached[t]:
+                    reached[t] = True
+                    queue[tail] = t
+                    tail += 1
         # --- every reached state must be able to end the episode: reverse search from the
         # reached terminal states along the edges out of reached non-terminal states.
         for s in range(n_states + 1):
             in_count[s] = 0
         for s in range(n_states):
             if reached[s] and not terminal[b, s]:
-                for k in range(n_rows):
-                    for m in range(n_out):
-                        if weights[s, k] * next_probs[b, s, k, m] > 0.0:
-                            in_count[next_states[b, s, k, m] + 1] += 1
+                for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
+                    if weights[s, edge_row[b, e]] * edge_prob[b, e] > 0.0:
+                        in_count[edge_to[b, e] + 1] += 1
         for s in range(n_states):
             in_count[s + 1] += in_count[s]
         for s in range(n_states):
             if reached[s] and not terminal[b, s]:
-                for k in range(n_rows):
-                    for m in range(n_out):
-                        if weights[s, k] * next_probs[b, s, k, m] > 0.0:
-                            t = next_states[b, s, k, m]
-                            sources[in_count[t]] = s
-                            in_count[t] += 1
+                for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
+                    if weights[s, edge_row[b, e]] * edge_prob[b, e] > 0.0:
+                        t = edge_to[b, e]
+                        sources[in_count[t]] = s
+                        in_count[t] += 1
         # in_count[t] is now the end of t's sources; its start is in_count[t - 1] (0 for t=0).
         head, tail = 0, 0
         for s in range(n_states):
@@ -217,36 +259,40 @@ def evaluate_students(
         bw = 0
         for s in range(n_states):
             if reached[s] and not terminal[b, s]:
-                for k in range(n_rows):
-                    if weights[s, k] != 0.0:
-                        for m in range(n_out):
-                            t = next_states[b, s, k, m]
-                            live_t = reached[t] and not terminal[b, t]
-                            if live_t and next_probs[b, s, k, m] > 0.0:
-                                bw = max(bw, abs(t - s))
+                for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
+                    t = edge_to[b, e]
+                    if weights[s, edge_row[b, e]] != 0.0 and reached[t] and not terminal[b, t]:
+                        bw = max(bw, abs(t - s))
         band = np.zeros((n_states, 2 * bw + 1))
         band[:, bw] = 1.0
         for s in range(n_states):
             visits[s] = 0.0
             if reached[s] and not terminal[b, s]:
                 visits[s] = initial[b, s]
-                for k in range(n_rows):
-                    for m in range(n_out):
-                        t = next_states[b, s, k, m]
-                        coef = 1.0 * (weights[s, k] * next_probs[b, s, k, m])
-                        if coef != 0.0 and reached[t] and not terminal[b, t]:
-                            band[t, s - t + bw] -= coef
+                for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
+                    t = edge_to[b, e]
+                    coef = 1.0 * (weights[s, edge_row[b, e]] * edge_prob[b, e])
+                    if coef != 0.0 and reached[t] and not terminal[b, t]:
+                        band[t, s - t + bw] -= coef
+        width = 2 * bw + 1
+        flat = band.reshape(-1)
         for k in range(n_states):
-            pivot = band[k, bw]
+            pivot = flat[k * width + bw]
             if not pivot > 0.0:
                 stuck = True
                 break
             last = min(n_states - 1, k + bw)
+            n_c = last - k
+            # Row k right of the diagonal, copied so that the update below is a plain
+            # contiguous axpy (the same operations in the same order as planning's).
+            for c in range(n_c):
+                upper[c] = flat[k * width + bw + 1 + c]
             for i in range(k + 1, last + 1):
-                factor = band[i, k - i + bw] / pivot
+                at = i * width + (k - i + bw)
+                factor = flat[at] / pivot
                 if factor != 0.0:
-                    for c in range(k + 1, last + 1):
-                        band[i, c - i + bw] -= factor * band[k, c - k + bw]
+                    for c in range(n_c):
+                        flat[at + 1 + c] -= factor * upper[c]
                     visits[i] -= factor * visits[k]
         if stuck:
             status[j] = 1

@@ -27,6 +27,11 @@ __all__ = ["TEACHER", "plot_rows"]
 #: The method label of the teacher's rows.
 TEACHER = "teacher"
 _MAX_COLUMNS = 4
+_LEGEND_FONT = 9
+#: Width of one legend entry in inches: the line handle and gaps, plus a character's width
+#: at :data:`_LEGEND_FONT` points (generous, so entries never overflow the figure).
+_ENTRY_INCHES = 0.75
+_CHAR_INCHES = 0.075
 
 
 def _unique(values: Sequence[str]) -> list[str]:
@@ -114,8 +119,8 @@ def plot_rows(
         [handles[m] for m in order],
         order,
         loc="outside lower center",
-        ncols=min(len(order), 5),
-        fontsize=9,
+        ncols=_legend_columns(order, fig.get_figwidth()),
+        fontsize=_LEGEND_FONT,
         frameon=False,
     )
     fig.suptitle(title if title is not None else ", ".join(figures))
@@ -123,6 +128,12 @@ def plot_rows(
     fig.savefig(buffer, format="png")
     data = buffer.getvalue()
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def _legend_columns(labels: Sequence[str], fig_width: float) -> int:
+    """Legend columns that fit the figure's width (at most 5): long names get fewer columns."""
+    entry = _ENTRY_INCHES + _CHAR_INCHES * max(len(label) for label in labels)
+    return max(1, min(len(labels), 5, int(fig_width // entry)))
 
 
 def _colours(n: int) -> list[str]:

@@ -497,8 +497,12 @@ class _Evaluator:
         ]
         self.state_to_index = np.ascontiguousarray(models.state_to_index, dtype=np.int64)
         self.terminal = np.ascontiguousarray(models.terminal)
-        self.next_states = np.ascontiguousarray(models.next_states, dtype=np.int64)
-        self.next_probs = np.ascontiguousarray(models.next_probs, dtype=np.float64)
+        from distill_agents._eval_kernels import compact_edges
+
+        self.edges = compact_edges(
+            np.ascontiguousarray(models.next_states, dtype=np.int64),
+            np.ascontiguousarray(models.next_probs, dtype=np.float64),
+        )
         self.initial = np.ascontiguousarray(models.initial, dtype=np.float64)
         rows = np.asarray(models.action_rows)
         self.action_rows = np.ascontiguousarray(rows, dtype=np.int64)
@@ -603,7 +607,7 @@ class _Evaluator:
         need = np.array([name in self.metrics for name in METRICS])
         none = np.zeros((0, 0))
         E.evaluate_students(
-            self.next_states, self.next_probs, self.row_rewards, self.initial, self.terminal,
+            *self.edges, self.row_rewards, self.initial, self.terminal,
             self.state_to_index, self.action_rows, np.ascontiguousarray(self.uniform_rows),
             idx, np.ascontiguousarray(logits, dtype=np.float64), self.teacher_probs,
             self.visits.get("teacher", none), self.visits.get("uniform", none), need,

@@ -58,3 +58,21 @@ def test_bad_rows_are_refused(tmp_path):
     with pytest.raises(ResultsFormatError):
         plot_rows([row], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_long_legend_stays_inside_the_figure(tmp_path):
+    # Fig. 5-like: nine long method names under two panels. The legend takes fewer columns
+    # instead of running past the edges: the outermost pixel columns stay blank.
+    methods = [
+        "expected_entropy_regularised+R", "on_policy_distill+R+Vcond", "teacher_distill+R+Vcond",
+        "entropy_regularised+R", "n_distill+R+Vcond", "teacher_v_reward", "kl_regularised",
+        "td_v_teacher", "baseline",
+    ]  # fmt: skip
+    rows: list[CurveRow] = []
+    for panel in ("q_learning/mc", "q_learning/td"):
+        for k, method in enumerate(methods):
+            rows += curve_rows("fig5", panel, method, "return", [0, 10], np.full((3, 2), k * 1.0))
+    rgb = _load(plot_rows(rows, tmp_path / "fig5.png"))[..., :3]
+    bottom = rgb[int(0.6 * rgb.shape[0]) :]
+    edge = max(2, rgb.shape[1] // 100)
+    assert np.all(bottom[:, :edge] > 0.95) and np.all(bottom[:, -edge:] > 0.95)
