@@ -346,7 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"distill-grid {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"distill-grid {args.command}: interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "reproduce":
+            hint = "; finished pieces are kept (run the same command again to resume)"
+        print(f"distill-grid {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -106,7 +106,10 @@ def test_sigint_then_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, r
     _, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines() == ["distill-grid reproduce: interrupted"], err
+    assert err.strip().splitlines() == [
+        "distill-grid reproduce: interrupted; finished pieces are kept (run the same command "
+        "again to resume)"
+    ], err
     assert not out.joinpath("fig3.csv").exists()
     after_sigint = _pieces(out)
     assert 1 <= len(after_sigint) < N_PIECES
