@@ -10,6 +10,9 @@ banded LU, one MDP at a time and without temporary ``[B, S, K, M]`` arrays, so t
 with planning's to rounding (the softmax and the sums are taken sequentially here, pairwise in
 NumPy: ~1e-15 relative). A student whose policy may not end its episodes is reported in
 ``status`` instead; the caller then takes the planning path, which raises the documented error.
+
+:func:`monte_carlo_students` estimates the same metrics from sampled episodes instead (the
+``--mc`` option of ``distill-grid reproduce``; SPEC 4).
 """
 
 from __future__ import annotations
@@ -20,7 +23,18 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-__all__ = ["KL_STUDENT", "KL_TEACHER", "KL_UNIFORM", "RETURN", "evaluate_students"]
+from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNIFORM
+from distill_agents.updates import sample_control_action
+
+__all__ = [
+    "KL_STUDENT",
+    "KL_TEACHER",
+    "KL_UNIFORM",
+    "RETURN",
+    "compact_edges",
+    "evaluate_students",
+    "monte_carlo_students",
+]
 
 #: Columns of :func:`evaluate_students`' output.
 RETURN, KL_STUDENT, KL_TEACHER, KL_UNIFORM = 0, 1, 2, 3
@@ -323,3 +337,119 @@ def evaluate_students(
             out[j, RETURN] = ret
         if need[KL_STUDENT]:
             out[j, KL_STUDENT] = kl_sum
+
+
+@njit(inline="always")
+def _uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - compiled
+    """SplitMix64: the next uniform in [0, 1) of the stream ``state[0]`` (advanced)."""
+    z = state[0] + np.uint64(0x9E3779B97F4A7C15)
+    state[0] = z
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def monte_carlo_students(
+    outcomes: NDArray,
+    action_rows: NDArray[np.int64],
+    terminal: NDArray[np.bool_],
+    initial_cum: NDArray[np.float64],
+    key_of_state: NDArray[np.int64],
+    max_steps: int,
+    idx: NDArray[np.int64],
+    logits: NDArray[np.float64],
+    teacher_probs: NDArray[np.float64],
+    seeds: NDArray[np.uint64],
+    n_episodes: int,
+    need: NDArray[np.bool_],
+    return_control: int,
+    out: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled; tested against the exact values
+    """Monte Carlo estimates of the metrics of :func:`evaluate_students`.
+
+    For student ``j`` on MDP ``idx[j]``: ``n_episodes`` episodes of each control policy the
+    metrics need, sampled from the vector env's outcome tables (``VectorEnv.outcome_tables``)
+    with a SplitMix64 stream seeded by ``seeds[j]`` and cut after ``max_steps`` steps. The
+    return is the mean undiscounted return of ``return_control``'s episodes (the student's
+    own, or the teacher's for the teacher's level); ``kl_student``, ``kl_teacher`` and
+    ``kl_uniform`` are the mean per-episode sums of ``KL(pi || pi_theta)`` at the visited
+    table indices along episodes of the student, the teacher and the uniform policy.
+
+    Args:
+        outcomes: ``[B, S, K, W]`` packed outcome records.
+        action_rows: ``[A]``.
+        terminal: ``[B, S]``.
+        initial_cum: ``[B, S]``.
+        key_of_state: ``[B, S]`` table index of each state (-1: the previous is kept).
+        max_steps: time limit of an episode.
+        idx: ``[n]`` MDP of each student.
+        logits: ``[n, N, A]`` the students.
+        teacher_probs: ``[B, N, A]``.
+        seeds: ``[n]`` stream seeds.
+        n_episodes: episodes per control policy.
+        need: ``[4]`` which of ``RETURN, KL_STUDENT, KL_TEACHER, KL_UNIFORM`` to estimate.
+        return_control: control code whose episodes give ``RETURN``.
+        out: ``[n, 4]`` the estimates.
+    """
+    n_index, n_actions = logits.shape[1], logits.shape[2]
+    kl_index = np.zeros(n_index)
+    probs = np.empty(n_actions)
+    state = np.empty(1, dtype=np.uint64)
+    need_kl = need[KL_STUDENT] or need[KL_TEACHER] or need[KL_UNIFORM]
+    for j in range(idx.shape[0]):
+        b = idx[j]
+        state[0] = seeds[j]
+        if need_kl:
+            for i in range(n_index):
+                row = logits[j, i]
+                top = row[0]
+                for a in range(1, n_actions):
+                    if row[a] > top:
+                        top = row[a]
+                total = 0.0
+                for a in range(n_actions):
+                    probs[a] = math.exp(row[a] - top)
+                    total += probs[a]
+                acc = 0.0
+                for a in range(n_actions):
+                    p = teacher_probs[b, i, a]
+                    if p > 0.0:
+                        acc += p * (math.log(p) - math.log(probs[a] / total))
+                kl_index[i] = max(acc, 0.0)
+        for column in range(4):
+            if not need[column]:
+                continue
+            if column == RETURN:
+                control = return_control
+            elif column == KL_TEACHER:
+                control = CONTROL_TEACHER
+            elif column == KL_UNIFORM:
+                control = CONTROL_UNIFORM
+            else:
+                control = CONTROL_STUDENT
+            total_return = 0.0
+            total_kl = 0.0
+            for _ in range(n_episodes):
+                s = np.searchsorted(initial_cum[b], _uniform(state), side="right")
+                o = key_of_state[b, s]
+                for _t in range(max_steps):
+                    if column != RETURN:
+                        total_kl += kl_index[o]
+                    a = sample_control_action(
+                        control, 0.0, teacher_probs[b, o], logits[j, o], _uniform(state)
+                    )
+                    u = _uniform(state)
+                    recs = outcomes[b, s, action_rows[a]]
+                    k = 0
+                    while u >= recs[k]["cum"]:
+                        k += 1
+                    s = np.int64(recs[k]["state"])
+                    key = recs[k]["obs_key"]
+                    total_return += recs[k]["reward"]
+                    if key >= 0:
+                        o = key
+                    if terminal[b, s]:
+                        break
+            out[j, column] = (total_return if column == RETURN else total_kl) / n_episodes

@@ -122,6 +122,8 @@ PIECE_TABLES = 8
 PARALLEL_EPISODES = 200_000
 #: Extra attempts of a failed Ray task (``--backend ray``).
 RAY_RETRIES = 3
+#: Episodes per control policy and evaluation of ``--mc`` without a count.
+MC_EPISODES = 100
 #: Version of the state layout in ``DIR/.state`` (part of every key).
 STATE_VERSION = 1
 _PIECE_KIND = "reproduce_piece"
@@ -177,6 +179,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluation points per curve after the start (default 30; Fig. 2: 900)",
     )
     parser.add_argument(
+        "--mc",
+        type=int,
+        nargs="?",
+        const=MC_EPISODES,
+        default=None,
+        metavar="EPISODES",
+        help="Monte Carlo estimates of the metrics from EPISODES episodes per control policy and "
+        f"evaluation (default {MC_EPISODES}) instead of the exact values on the model",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help=f"hide the progress bars (also: {NO_PROGRESS_ENV}=1)",
@@ -196,6 +208,7 @@ class FigureSettings:
         seed: the seed.
         panels: the panels run, in order.
         skipped: panels left out by ``--max-actions``.
+        mc_episodes: ``None`` for exact metrics, else Monte Carlo episodes (``--mc``).
     """
 
     figure: str
@@ -206,6 +219,7 @@ class FigureSettings:
     seed: int
     panels: tuple[str, ...]
     skipped: tuple[str, ...] = ()
+    mc_episodes: int | None = None
 
     def manifest(self) -> dict[str, Any]:
         """The settings that decide the numbers (panels excluded: pieces are per panel)."""
@@ -216,6 +230,7 @@ class FigureSettings:
             "eval_every": self.eval_every,
             "teacher_episodes": self.teacher_episodes,
             "seed": self.seed,
+            **({} if self.mc_episodes is None else {"mc_episodes": self.mc_episodes}),
         }
 
 
@@ -235,6 +250,7 @@ def figure_settings(
     max_actions: int | None = None,
     teacher_episodes: int | None = None,
     eval_points: int | None = None,
+    mc_episodes: int | None = None,
 ) -> FigureSettings:
     """Resolve one figure's settings from the experiment's scale and the overrides.
 
@@ -248,6 +264,7 @@ def figure_settings(
     _positive("max-actions", max_actions)
     _positive("teacher-episodes", teacher_episodes)
     _positive("eval-points", eval_points)
+    _positive("mc", mc_episodes)
     scale = exp.quick if quick else exp.full
     n_iterations = scale.iterations if iterations is None else iterations
     points = scale.eval_points if eval_points is None else eval_points
@@ -276,6 +293,7 @@ def figure_settings(
         seed=seed,
         panels=chosen,
         skipped=skipped,
+        mc_episodes=mc_episodes,
     )
 
 
@@ -421,6 +439,7 @@ def _piece_key(
         "seed": settings.seed,
         "lo": lo,
         "hi": hi,
+        **({} if settings.mc_episodes is None else {"mc_episodes": settings.mc_episodes}),
     }
 
 
@@ -661,6 +680,7 @@ def _run_range(piece: _Piece, teachers: Any, a: int, b: int, progress: Any, iter
         first_mdp=piece.lo + a,
         progress=progress if progress is not None and iterations else False,
         loop="compiled",
+        mc_episodes=piece.settings.mc_episodes,
     )
 
 
@@ -1295,6 +1315,7 @@ def run(args: argparse.Namespace) -> int:
             max_actions=args.max_actions,
             teacher_episodes=args.teacher_episodes,
             eval_points=args.eval_points,
+            mc_episodes=args.mc,
         )
         if not (figure == _ALL and args.max_actions is not None and _all_skipped(f, args))
         else None

@@ -54,8 +54,16 @@ Evaluation
     the teacher and of the uniform policy are computed once per MDP. The teacher's own values
     (``return``; 0 for the KLs) are recorded too. The computation goes through
     ``planning.expected_visits`` on action-row weights (see :class:`_Evaluator`), which gives
-    the values of ``planning.expected_return``/``expected_kl`` (bit for bit with 4 actions,
-    to ~1e-14 relative otherwise) without building ``[S, A]`` arrays.
+    the values of ``planning.expected_return``/``expected_kl`` (to ~1e-14 relative) without
+    building ``[S, A]`` arrays; the students' values come from a compiled kernel doing the same
+    banded solve (:mod:`distill_agents._eval_kernels`). With ``mc_episodes=n`` every metric
+    is instead a Monte Carlo estimate from ``n`` sampled episodes (:class:`_MonteCarlo`).
+
+Loops
+    ``loop="vector"`` steps the vector env through ``reset``/``step`` (above);
+    ``loop="compiled"`` (what ``reproduce`` and ``distill`` use) runs each MDP's episodes in
+    one compiled function over the same vector env's outcome tables with the same per-MDP
+    uniforms, so it trains the same students bit for bit, several times faster.
 
 Memory
     MDPs are processed in chunks of consecutive MDPs, each with its own vector env; the chunk
@@ -121,6 +129,8 @@ TABLES_PER_MDP = 6
 EVAL_BUDGET_BYTES = 256e6
 #: Largest number of MDPs evaluated in one planning call.
 EVAL_MAX_BATCH = 256
+#: Second entry of the Monte Carlo evaluation's seeds ``[seed, MC_STREAM, mdp, point + 1]``.
+MC_STREAM = 7
 #: First ``spawn_key`` entry of the per-MDP seeds (:func:`mdp_seed`); distinct from the
 #: teachers' streams (0: training, 1: agent uniforms, 2: noise).
 STUDENT_STREAM = 3
@@ -587,13 +597,14 @@ class _Evaluator:
         return out
 
     def students(
-        self, idx: NDArray[np.int64], logits: NDArray[np.float64]
+        self, idx: NDArray[np.int64], logits: NDArray[np.float64], points: Any = None
     ) -> dict[str, NDArray[np.float64]]:
         """Metrics ``{name: [n]}`` of the students with ``logits [n, N, A]`` on MDPs ``idx``.
 
-        Computed by the compiled :func:`distill_agents._eval_kernels.evaluate_students` (the
-        values of :meth:`students_planning` to rounding); a student it cannot evaluate (its
-        episodes may not end) goes through :meth:`students_planning`, which raises the error.
+        ``points`` (the evaluation points) is not needed for exact values. Computed by the
+        compiled :func:`distill_agents._eval_kernels.evaluate_students` (the values of
+        :meth:`students_planning` to rounding); a student it cannot evaluate (its episodes may
+        not end) goes through :meth:`students_planning`, which raises the error.
 
         Raises:
             ValueError: a student whose episodes do not end (no exact values).
@@ -666,6 +677,77 @@ class _Evaluator:
         return out
 
 
+class _MonteCarlo:
+    """Monte Carlo estimates of the metrics, in place of :class:`_Evaluator`'s exact values.
+
+    ``n_episodes`` episodes per control policy and evaluation
+    (:func:`distill_agents._eval_kernels.monte_carlo_students`), sampled from the vector env's
+    outcome tables with a stream per (MDP, evaluation point) derived from the run's seed
+    (:data:`MC_STREAM`), so the estimates do not depend on chunks either and never touch the
+    training streams.
+    """
+
+    def __init__(
+        self, envs: Any, run: _Run, ids: NDArray[np.int64], teacher_probs: NDArray[np.float64]
+    ) -> None:
+        self.tables = envs.outcome_tables()
+        self.limit = int(envs.max_episode_steps)
+        self.metrics = run.metrics
+        self.n_episodes = int(run.mc_episodes or 0)
+        self.global_ids = run.first_mdp + np.asarray(ids, dtype=np.int64)
+        self.seed = run.seed
+        self.teacher_probs = np.ascontiguousarray(teacher_probs, dtype=np.float64)
+        self.need = np.array([name in self.metrics for name in METRICS])
+
+    def _seeds(self, idx: NDArray[np.int64], points: Any) -> NDArray[np.uint64]:
+        keys = np.broadcast_to(np.asarray(points, dtype=np.int64), idx.shape)
+        return np.array(
+            [
+                np.random.SeedSequence(
+                    [self.seed, MC_STREAM, int(self.global_ids[i]), int(point) + 1]
+                ).generate_state(1, np.uint64)[0]
+                for i, point in zip(idx, keys, strict=True)
+            ],
+            dtype=np.uint64,
+        )
+
+    def _estimate(
+        self,
+        idx: NDArray[np.int64],
+        logits: NDArray[np.float64],
+        points: Any,
+        need: Any,
+        control: int,
+    ) -> NDArray[np.float64]:
+        from distill_agents import _eval_kernels as E
+
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        out = np.zeros((idx.size, 4))
+        E.monte_carlo_students(  # type: ignore[call-arg]
+            *self.tables, self.limit, idx, np.ascontiguousarray(logits, dtype=np.float64),
+            self.teacher_probs, self._seeds(idx, points), self.n_episodes, need, control, out,
+        )  # fmt: skip
+        return out
+
+    def students(
+        self, idx: NDArray[np.int64], logits: NDArray[np.float64], points: Any = 0
+    ) -> dict[str, NDArray[np.float64]]:
+        """Estimates ``{name: [n]}`` for the students ``logits`` at evaluation ``points``."""
+        values = self._estimate(idx, logits, points, self.need, M.CONTROL_STUDENT)
+        return {name: values[:, METRICS.index(name)].copy() for name in self.metrics}
+
+    def teachers(self) -> dict[str, NDArray[np.float64]]:
+        """The teachers' estimated return (its own episodes) and 0 KLs."""
+        b = self.teacher_probs.shape[0]
+        out = {name: np.zeros(b) for name in self.metrics}
+        if "return" in self.metrics:
+            idx = np.arange(b)
+            need = np.array([True, False, False, False])
+            values = self._estimate(idx, self.teacher_probs, -1, need, M.CONTROL_TEACHER)
+            out["return"] = values[:, 0].copy()
+        return out
+
+
 # ------------------------------------------------------------------------------ running
 @dataclass
 class _Run:
@@ -690,6 +772,7 @@ class _Run:
     compact: bool
     progress: Callable[[int], None] | None
     compiled: bool = False
+    mc_episodes: int | None = None
     step_calls: int = 0
     sub_env_steps: int = 0
     env_builds: int = 0
@@ -768,7 +851,7 @@ class _Chunk:
         idx = self.pending[:n, 0].copy()
         evals = self.pending[:n, 1]
         t0 = time.perf_counter()
-        values = self.evaluator.students(idx, self.snapshots[:n])
+        values = self.evaluator.students(idx, self.snapshots[:n], evals)
         for name, vals in values.items():
             self.metrics[name][idx, evals] = vals
         self.n_pending = 0
@@ -792,9 +875,13 @@ class _Chunk:
                 "match their recorded environment (env_id, env_kwargs, layout_seeds)"
             )
         t0 = time.perf_counter()
-        self.evaluator = _Evaluator(models, self.probs, run.metrics)
+        self.evaluator: _Evaluator | _MonteCarlo = (
+            _Evaluator(models, self.probs, run.metrics)
+            if run.mc_episodes is None
+            else _MonteCarlo(envs, run, self.ids, self.probs)
+        )
         self.teacher_metrics = self.evaluator.teachers()
-        start_values = self.evaluator.students(np.arange(self.b), self.logits)
+        start_values = self.evaluator.students(np.arange(self.b), self.logits, 0)
         for name, vals in start_values.items():
             self.metrics[name][:, 0] = vals
         run.eval_seconds += time.perf_counter() - t0
@@ -845,7 +932,7 @@ class _Chunk:
             if at_eval.size:
                 t0 = time.perf_counter()
                 points = run.eval_index[state[at_eval, K.DONE]]
-                values = self.evaluator.students(at_eval, self.logits[at_eval])
+                values = self.evaluator.students(at_eval, self.logits[at_eval], points)
                 for name, vals in values.items():
                     self.metrics[name][at_eval, points] = vals
                 run.eval_seconds += time.perf_counter() - t0
@@ -976,6 +1063,7 @@ def run_distillation(
     parallel: bool | None = False,
     progress: bool | Callable[[int], None] = False,
     loop: str = "vector",
+    mc_episodes: int | None = None,
 ) -> RunResult:
     """Train one student per MDP of ``teachers`` with one method, evaluating exactly.
 
@@ -1013,6 +1101,9 @@ def run_distillation(
             through the same vector env's outcome tables with the same uniforms: the same
             numbers bit for bit (tested), several times faster (no lockstep, no idle
             sub-envs, no round trips). ``step_calls`` is 0 with ``"compiled"``.
+        mc_episodes: ``None`` (default): exact metrics; ``n``: Monte Carlo estimates from
+            ``n`` episodes per control policy and evaluation (:class:`_MonteCarlo`), for the
+            teacher's return too.
 
     Returns:
         :class:`RunResult`.
@@ -1036,6 +1127,8 @@ def run_distillation(
         )
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+    if mc_episodes is not None:
+        mc_episodes = check_int("mc_episodes", mc_episodes, 1)
     iterations = check_int("iterations", iterations, 0)
     eval_every = check_int("eval_every", eval_every, 1)
     seed = check_int("seed", seed, 0)
@@ -1095,6 +1188,7 @@ def run_distillation(
         iterations=iterations, eval_index=eval_index, n_evals=int(points.size),
         beta_table=beta_table, metrics=metrics, floor=float(teacher_prob_floor),
         compact=bool(compact), progress=callback, compiled=loop == "compiled",
+        mc_episodes=mc_episodes,
     )  # fmt: skip
     student_metrics = {name: np.empty((n_mdps, points.size)) for name in metrics}
     teacher_metrics = {name: np.empty(n_mdps) for name in metrics}
@@ -1134,6 +1228,7 @@ def run_distillation(
         "distill_loss": distill_loss,
         "teacher_prob_floor": float(teacher_prob_floor),
         "metrics": list(metrics),
+        "evaluation": "exact" if mc_episodes is None else f"monte_carlo:{mc_episodes}",
         "chunk_size": chunk_size,
         "max_episode_steps": max_episode_steps,
         "env_id": teachers.env_id,

@@ -405,3 +405,27 @@ def test_pieces_of_other_code_are_never_reused(tmp_path, capsys, monkeypatch, re
     assert status == 0
     assert json.loads(tmp_path.joinpath("fig6.json").read_text())["pieces"]["reused"] == 0
     assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+
+
+def test_mc_gives_monte_carlo_estimates_of_the_exact_curves(tmp_path, capsys, reference):
+    from distill_agents.results import read_csv
+
+    status, _, err = _run(capsys, *SMALL, "--mc", "400", "--out", str(tmp_path))
+    assert status == 0, err
+    mc_rows = read_csv(tmp_path / "fig6.csv")
+    exact_path = tmp_path / "exact.csv"
+    exact_path.write_bytes(reference[0])
+    exact = {(r.panel, r.method, r.iteration, r.metric): r for r in read_csv(exact_path)}
+    assert {(r.panel, r.method, r.iteration, r.metric) for r in mc_rows} == set(exact)
+    assert tmp_path.joinpath("fig6.csv").read_bytes() != reference[0]
+    for r in mc_rows:
+        assert r.mean == pytest.approx(
+            exact[r.panel, r.method, r.iteration, r.metric].mean, abs=1.5
+        )
+    summary = json.loads(tmp_path.joinpath("fig6.json").read_text())
+    assert summary["arguments"]["mc"] == 400
+    # --mc without a count uses the default; exact and Monte Carlo pieces never mix.
+    assert reproduce.main([*SMALL, "--mc", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert json.loads(tmp_path.joinpath("fig6.json").read_text())["pieces"]["reused"] == 0
+    status, _, err = _run(capsys, *SMALL, "--mc", "0", "--out", str(tmp_path))
+    assert status == 2 and "--mc must be an integer >= 1" in err

@@ -473,3 +473,24 @@ def test_compiled_evaluation_hands_students_that_never_end_to_planning():
     logits[1, :, stay[0]] = 200.0
     with pytest.raises(ValueError, match="singular"):
         evaluator.students(np.arange(2), logits)
+
+
+def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
+    part = subset(grids, 0, 4)
+    kw = {"iterations": 30, "eval_every": 15, "seed": 1, "metrics": R.METRICS}
+    exact = R.run_distillation(part, "on_policy_distill", loop="compiled", **kw)
+    mc = R.run_distillation(part, "on_policy_distill", loop="compiled", mc_episodes=3000, **kw)
+    assert mc.settings["evaluation"] == "monte_carlo:3000"
+    for name in R.METRICS:
+        # Per-episode sums have a spread of about their size: 3000 episodes give ~2% error.
+        np.testing.assert_allclose(mc.metrics[name], exact.metrics[name], rtol=0.1, atol=0.1)
+    np.testing.assert_allclose(
+        mc.teacher_metrics["return"], exact.teacher_metrics["return"], rtol=0.05, atol=0.05
+    )
+    assert not np.array_equal(mc.metrics["return"], exact.metrics["return"])
+    # Streams per (MDP, evaluation point): chunking and the loop change no estimate.
+    again = R.run_distillation(part, "on_policy_distill", mc_episodes=3000, chunk_size=1, **kw)
+    for name in R.METRICS:
+        np.testing.assert_array_equal(again.metrics[name], mc.metrics[name])
+    with pytest.raises(ValueError, match="mc_episodes must be an integer >= 1"):
+        R.run_distillation(part, "on_policy_distill", mc_episodes=0, **kw)
