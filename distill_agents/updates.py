@@ -229,6 +229,24 @@ def make_workspace(
 
 
 @njit(cache=True, inline="always")
+def _step_logits(
+    obs: NDArray[np.int64],
+    slot: NDArray[np.int64],
+    logits: NDArray[np.float64],
+    grad_buf: NDArray[np.float64],
+    lr: float,
+) -> None:  # pragma: no cover - compiled
+    """``logits[o] -= lr * grad`` once per distinct ``o`` of ``obs``; ``slot`` back to -1."""
+    for t in range(obs.shape[0]):
+        o = obs[t]
+        u = slot[o]
+        if u >= 0:
+            for a in range(logits.shape[1]):
+                logits[o, a] -= lr * grad_buf[u, a]
+            slot[o] = -1
+
+
+@njit(cache=True, inline="always")
 def episode_update_kernel(
     obs: NDArray[np.int64],
     keys: NDArray[np.int64],
@@ -302,6 +320,24 @@ def episode_update_kernel(
     boot_source = codes[M.K_BOOTSTRAP]
     vcond = codes[M.K_VCOND] != 0
     use_critic = critic_mode != M.CRITIC_NONE
+    # Only the cross-entropy loss (teacher_distill, on_policy_distill): the reward term, the
+    # advantages and the per-step losses are all zero or unused, and only the loss's gradient
+    # is left to compute (below, with the general path's operations in the same order).
+    pure_ce = (
+        c_ce != 0.0
+        and c_env == 0.0
+        and c_tlogp == 0.0
+        and c_slogp == 0.0
+        and c_tv_next == 0.0
+        and c_tv == 0.0
+        and c_sv == 0.0
+        and c_ip == 0.0
+        and c_rce == 0.0
+        and c_next_loss == 0.0
+        and c_next_logp == 0.0
+        and not use_critic
+        and not vcond
+    )
 
     # --- 1. student probabilities at the parameters before the update, one row per distinct
     # observation of the episode.
@@ -323,8 +359,21 @@ def episode_update_kernel(
             for a in range(n_actions):
                 prob_buf[n_slots, a] *= inv
                 grad_buf[n_slots, a] = 0.0
-            lse_buf[n_slots] = m + math.log(total)
+            if not pure_ce:
+                lse_buf[n_slots] = m + math.log(total)
             n_slots += 1
+
+    if pure_ce:
+        for t in range(n_steps):
+            o = obs[t]
+            k = keys[t]
+            u = slot[o]
+            c = teacher_weights[k] * 1.0 * c_ce
+            if c != 0.0:
+                for a in range(n_actions):
+                    grad_buf[u, a] += c * (prob_buf[u, a] - teacher_probs[k, a])
+        _step_logits(obs[:n_idx], slot, logits, grad_buf, lr)
+        return
 
     # --- 2. per-step state quantities (before the update).
     need_ce = c_ce != 0.0
@@ -451,13 +500,7 @@ def episode_update_kernel(
                 grad_buf[u, a] -= c * prob_buf[u, a] * (teacher_logp[k, a] + rce[t])
 
     # --- 6. one step on the logits and the critic; reset the workspace.
-    for t in range(n_idx):
-        o = obs[t]
-        u = slot[o]
-        if u >= 0:
-            for a in range(n_actions):
-                logits[o, a] -= lr * grad_buf[u, a]
-            slot[o] = -1
+    _step_logits(obs[:n_idx], slot, logits, grad_buf, lr)
     if use_critic:
         if codes[M.K_CRITIC_SEQUENTIAL] != 0:
             for t in range(n_steps):
