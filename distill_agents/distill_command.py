@@ -354,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "distill",
         "arguments": {k: v for k, v in vars(args).items() if k != "func"},
         "version": __version__,
+        "format_version": 1,
         "teacher_file": str(teacher_path),
         "n_mdps": result.n_mdps,
         "env_steps": int(result.env_steps.sum()),

@@ -124,6 +124,10 @@ PARALLEL_EPISODES = 200_000
 RAY_RETRIES = 3
 #: Episodes per control policy and evaluation of ``--mc`` without a count.
 MC_EPISODES = 100
+#: Version of the layout of the ``<fig>.json`` summaries.
+SUMMARY_VERSION = 1
+#: Temporary files of an interrupted write in ``DIR/.state`` older than this are removed.
+STALE_TEMP_SECONDS = 3600.0
 #: Version of the state layout in ``DIR/.state`` (part of every key).
 STATE_VERSION = 1
 _PIECE_KIND = "reproduce_piece"
@@ -452,6 +456,22 @@ class _State:
         self.pieces = self.root / "pieces"
         self.teachers = self.root / "teachers"
         self.manifests = self.root / "manifests"
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete temporary files a killed writer left behind; return how many.
+
+        Only those older than :data:`STALE_TEMP_SECONDS`: a younger one may belong to a run
+        writing into the same directory right now.
+        """
+        removed = 0
+        now = time.time()
+        for folder in (self.pieces, self.teachers, self.manifests):
+            for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    if now - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                        path.unlink()
+                        removed += 1
+        return removed
 
     def piece_path(self, key: Mapping[str, Any]) -> Path:
         return self.pieces / f"{_digest(key)}.npz"
@@ -1230,6 +1250,7 @@ def reproduce_figure(
             "gamma": exp.gamma,
         },
         "version": _version(),
+        "format_version": SUMMARY_VERSION,
     }
     if exp.kind == "layout":
         summary.update(_layout_figure(out_dir, settings.seed))
@@ -1242,6 +1263,7 @@ def reproduce_figure(
         summary["settings"]["exact"] = True
     else:
         state = _State(out_dir)
+        state.remove_stale_temporaries()
         _check_manifest(state, settings)
         if backend not in ("local", "ray"):
             raise ValueError(f"backend must be local or ray, got {backend!r}")

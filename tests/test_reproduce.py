@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -429,3 +430,20 @@ def test_mc_gives_monte_carlo_estimates_of_the_exact_curves(tmp_path, capsys, re
     assert json.loads(tmp_path.joinpath("fig6.json").read_text())["pieces"]["reused"] == 0
     status, _, err = _run(capsys, *SMALL, "--mc", "0", "--out", str(tmp_path))
     assert status == 2 and "--mc must be an integer >= 1" in err
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path, capsys):
+    import os
+
+    pieces = tmp_path / ".state" / "pieces"
+    pieces.mkdir(parents=True)
+    old = pieces / ".abc.npz.x1.tmp"
+    young = pieces / ".def.npz.x2.tmp"
+    for path in (old, young):
+        path.write_bytes(b"half a file")
+    stale = time.time() - 2 * reproduce.STALE_TEMP_SECONDS
+    os.utime(old, (stale, stale))
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
+    assert not old.exists() and young.exists()  # a young one may be another run's write
+    summary = json.loads(tmp_path.joinpath("fig6.json").read_text())
+    assert summary["format_version"] == reproduce.SUMMARY_VERSION
