@@ -151,9 +151,12 @@ def _cmd_teach(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     total = args.mdps if planned else args.mdps * args.episodes
-    session: Any = contextlib.nullcontext()
+    session = contextlib.ExitStack()
     if args.backend == "ray":
-        session = ray_session(args.ray_address, num_cpus=args.workers)
+        try:
+            session.enter_context(ray_session(args.ray_address, num_cpus=args.workers))
+        except ValueError as err:  # e.g. the cluster cannot be reached
+            raise CommandError(str(err).splitlines()[0]) from None
     with (
         session,
         tqdm(

@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -147,6 +148,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     else:
         if num_cpus is not None:
             raise ValueError("num_cpus sets a local Ray instance's CPUs; not with an address")
+        unreachable = _unreachable(address)
+        if unreachable is not None:  # Ray itself would retry for minutes
+            raise ValueError(f"--ray-address {address}: cannot connect ({unreachable})")
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -156,6 +160,24 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         yield ray
     finally:
         ray.shutdown()
+
+
+def _unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why ``HOST:PORT`` (or ``ray://HOST:PORT``) takes no TCP connection; None if it does.
+
+    ``auto`` and other forms are left to Ray.
+    """
+    target = address.strip().removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host:
+        return None
+    if not port.isdigit():
+        return f"the port must be a number, got {port!r}"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        return err.strerror or str(err) or type(err).__name__
+    return None
 
 
 # ------------------------------------------------------------------------------ tasks
