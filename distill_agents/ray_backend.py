@@ -144,7 +144,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         return
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+        # "local": always a new instance, even if `ray start` left a cluster (or its address
+        # file) on this machine.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     else:
         if num_cpus is not None:
             raise ValueError("num_cpus sets a local Ray instance's CPUs; not with an address")

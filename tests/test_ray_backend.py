@@ -40,7 +40,13 @@ def ray_instance():
     ray = pytest.importorskip("ray")
     import logging
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
     yield ray
     ray.shutdown()
 
@@ -280,3 +286,19 @@ def test_command_starts_and_stops_its_own_ray_instance(tmp_path):
     for name in ("teachers.npz", "teachers.csv"):
         a = tmp_path.joinpath("ray", name).read_bytes()
         assert a == tmp_path.joinpath("local", name).read_bytes()
+
+
+def test_an_unreachable_address_is_found_before_ray_tries_for_minutes():
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert "refused" in RB._unreachable(f"127.0.0.1:{port}").lower()
+    assert "refused" in RB._unreachable(f"ray://127.0.0.1:{port}").lower()
+    assert RB._unreachable("127.0.0.1:x") == "the port must be a number, got 'x'"
+    assert RB._unreachable("auto") is None  # left to Ray
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        assert RB._unreachable(f"127.0.0.1:{server.getsockname()[1]}") is None
