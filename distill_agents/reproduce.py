@@ -155,14 +155,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="MDP i has layout seed SEED + i; training seed"
     )
     parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
-    parser.add_argument("--backend", default="local", help="local (default) or ray")
-    parser.add_argument("--ray-address", default=None, help="address of a Ray cluster (ray)")
+    parser.add_argument(
+        "--backend", default="local", help="local (default) or ray (the pieces as Ray tasks)"
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --backend ray: a Ray cluster (auto or HOST:PORT; default: start a local one)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="processes for the pieces (default: the CPUs for large runs, else 1); results do "
-        "not depend on it",
+        help="processes for the pieces (default: the CPUs for large runs, else 1); with "
+        "--backend ray: the CPUs of the local Ray instance; results do not depend on it",
     )
     parser.add_argument(
         "--max-actions",
