@@ -27,7 +27,9 @@ __all__ = [
     "BenchConfig",
     "Measurement",
     "bench_single",
+    "bench_students_table",
     "bench_vector",
+    "format_students",
     "format_table",
     "main",
     "run",
@@ -197,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--vector-envs", type=int, default=None, help="sub-envs of the native vector env"
     )
+    parser.add_argument(
+        "--students",
+        action="store_true",
+        help="also the student runner (both loops) against a plain compiled loop",
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else BenchConfig()
     if args.vector_envs is not None:
@@ -213,7 +220,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(env-steps = step calls x sub-envs)"
     )
     print(format_table(vector, vector[-1]))
+    if args.students:
+        print()
+        print(format_students(bench_students_table(quick=bool(args.quick))))
     return 0
+
+
+def bench_students_table(quick: bool = False) -> dict[str, Any]:
+    """:func:`distill_agents.runner.bench_students` at the benchmark's size."""
+    from distill_agents.runner import bench_students
+
+    if quick:
+        return bench_students(n_mdps=50, iterations=200, large_mdps=1, large_iterations=5)
+    return bench_students(n_mdps=1000, iterations=2000, large_mdps=2, large_iterations=50)
+
+
+def format_students(out: dict[str, Any]) -> str:
+    """The student runner's lines: env-steps/s of both loops and of the reference loop."""
+    ref = out["reference_steps_per_s"]
+    lines = [
+        f"(c) students: {out['method']} on {out['n_mdps']} random 20x20 MDPs x "
+        f"{out['iterations']} episodes (optimal teachers); ratios against a plain compiled loop "
+        "doing the same updates, measured in the same run",
+        f"  runner, vector-env loop    {out['runner_steps_per_s']:10.3g} env-steps/s   "
+        f"{out['ratio']:.2f}x  (training only {out['train_ratio']:.2f}x)",
+        f"  runner, compiled loop      {out['compiled_steps_per_s']:10.3g} env-steps/s   "
+        f"{out['compiled_ratio']:.2f}x  (training only {out['compiled_train_ratio']:.2f}x)",
+        f"  plain compiled loop        {ref:10.3g} env-steps/s   1.00x",
+        f"  same students in both loops: {out['compiled_same_students']}",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,7 +81,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from distill_agents import bench
 
-    return int(bench.main(["--quick"] if args.quick else []))
+    argv = ["--quick"] if args.quick else []
+    return int(bench.main([*argv, "--students"] if args.students else argv))
 
 
 #: Above this many bytes of ``q_values`` ``teach`` leaves them out of ``teachers.npz``.
@@ -259,6 +260,11 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure env throughput against FrozenLake")
     bench.add_argument("--quick", action="store_true", help="small counts (a few seconds)")
+    bench.add_argument(
+        "--students",
+        action="store_true",
+        help="also the student runner (both loops) against a plain compiled loop",
+    )
     bench.set_defaults(func=_cmd_bench)
 
     teach = sub.add_parser(

@@ -1368,7 +1368,8 @@ def bench_students(
     ``iterations`` episodes per MDP with :func:`run_distillation` (evaluating only at the start
     and the end) and with :func:`distill_agents._runner_kernels.reference_loop` (one numba
     function stepping the vector env's outcome tables and applying the same update kernel),
-    and reports both rates in env-steps per second (the steps of the MDPs' episodes; idle and
+    and with the runner's compiled loop (``loop="compiled"``, the same students), and reports the
+    rates in env-steps per second (the steps of the MDPs' episodes; idle and
     autoreset steps of the vector env are reported apart). Then trains ``large_mdps`` MDPs with
     ``large_actions`` actions (Fig. 4's hardest panel) and reports the cost per MDP and the
     process's peak resident memory.
@@ -1411,6 +1412,20 @@ def bench_students(
         final_return=float(np.mean(result.metrics["return"][:, -1])),
         teacher_return=float(np.mean(result.teacher_metrics["return"])),
     )
+    compiled = run_distillation(
+        teachers, method, iterations=iterations, eval_every=iterations, seed=seed, loop="compiled"
+    )
+    compiled_train = compiled.wall_seconds - compiled.build_seconds - compiled.eval_seconds
+    out.update(
+        compiled_seconds=compiled.wall_seconds,
+        compiled_train_seconds=compiled_train,
+        compiled_steps_per_s=runner_steps / compiled.wall_seconds,
+        compiled_train_steps_per_s=runner_steps / compiled_train,
+        compiled_same_students=bool(
+            np.array_equal(compiled.env_steps, result.env_steps)
+            and np.array_equal(compiled.metrics["return"], result.metrics["return"])
+        ),
+    )
     ref_seconds, ref_steps, ref_logits = _reference_run(tables, teachers, method, iterations, seed)
     ref_return = _Evaluator(models, teachers.probs, ("return",)).students(
         np.arange(n_mdps), ref_logits
@@ -1423,6 +1438,8 @@ def bench_students(
     )
     out["ratio"] = out["runner_steps_per_s"] / out["reference_steps_per_s"]
     out["train_ratio"] = out["runner_train_steps_per_s"] / out["reference_steps_per_s"]
+    out["compiled_ratio"] = out["compiled_steps_per_s"] / out["reference_steps_per_s"]
+    out["compiled_train_ratio"] = out["compiled_train_steps_per_s"] / out["reference_steps_per_s"]
     # Training scales with MDPs x iterations; building the envs and the start/end evaluations
     # with MDPs only.
     per_mdp = 1000 / n_mdps

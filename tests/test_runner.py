@@ -421,6 +421,7 @@ def test_bench_students_runs_and_both_loops_learn():
     assert out["runner_env_steps"] > 4 * 30 and out["reference_env_steps"] > 4 * 30
     assert out["runner_steps_per_s"] > 0 and out["reference_steps_per_s"] > 0
     assert out["ratio"] == pytest.approx(out["runner_steps_per_s"] / out["reference_steps_per_s"])
+    assert out["compiled_same_students"] and out["compiled_steps_per_s"] > 0
     # Both loops run the same method on the same MDPs: both improve on the uniform student.
     assert out["final_return"] > 2.0 and out["reference_final_return"] > 2.0
     assert out["large_actions"]["n_actions"] == 4000 and out["peak_rss_bytes"] > 0
@@ -494,3 +495,12 @@ def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
         np.testing.assert_array_equal(again.metrics[name], mc.metrics[name])
     with pytest.raises(ValueError, match="mc_episodes must be an integer >= 1"):
         R.run_distillation(part, "on_policy_distill", mc_episodes=0, **kw)
+
+
+def test_bench_prints_the_student_runners_lines():
+    from distill_agents import bench
+
+    out = R.bench_students(n_mdps=3, iterations=20, large_mdps=0)
+    text = bench.format_students(out)
+    assert "vector-env loop" in text and "compiled loop" in text
+    assert f"{out['compiled_ratio']:.2f}x" in text and "same students in both loops: True" in text
