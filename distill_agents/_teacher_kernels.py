@@ -134,13 +134,20 @@ def _sample_softmax(flat_logits, base, n_actions, u, probs):
 
 @njit(cache=True)
 def _totals(counts):
-    """Row ``C`` of ``counts`` ``[C + 1, k]`` := the sum of rows ``0 .. C-1``."""
+    """Row ``C`` of ``counts`` ``[C + 1, k]`` := the sum of rows ``0 .. C-1``; returns column 0's.
+
+    For the agent kernels: the busy actors in total (-1 if column 2, A2C's buffer overflow flag,
+    is set), returned so that the trainer's loop need not index ``counts`` after every call.
+    """
     last = counts.shape[0] - 1
     for k in range(counts.shape[1]):
         total = 0
         for c in range(last):
             total += counts[c, k]
         counts[last, k] = total
+    if counts.shape[1] > 2 and counts[last, 2] != 0:
+        return -1
+    return counts[last, 0]
 
 
 # ----------------------------------------------------------------------------- Q-learning
@@ -281,6 +288,9 @@ def q_step(
         gamma: discount.
         counts: ``[C + 1, 2]`` int64 output: per range (rows ``0 .. C-1``) and in total (row
             ``C``), the busy actors and the transitions learned from.
+
+    Returns:
+        The busy actors in total (``counts[C, 0]``).
     """
     for c in range(bounds.shape[0] - 1):
         _q_range(
@@ -307,7 +317,7 @@ def q_step(
             counts,
             c,
         )
-    _totals(counts)
+    return _totals(counts)
 
 
 @njit(cache=True, parallel=True)
@@ -359,7 +369,7 @@ def q_step_parallel(
             counts,
             c,
         )
-    _totals(counts)
+    return _totals(counts)
 
 
 # ---------------------------------------------------------------------------- actor-critic
@@ -593,6 +603,9 @@ def a2c_step(
         mc: True for the Monte Carlo variant, False for TD(1).
         counts: ``[C + 1, 3]`` int64 output per range and in total (row ``C``): busy actors,
             transitions learned from, and 1 if an episode overflowed the buffers.
+
+    Returns:
+        The busy actors in total, or -1 if an episode overflowed the buffers.
     """
     for c in range(bounds.shape[0] - 1):
         _a2c_range(
@@ -625,7 +638,7 @@ def a2c_step(
             counts,
             c,
         )
-    _totals(counts)
+    return _totals(counts)
 
 
 @njit(cache=True, parallel=True)
@@ -689,7 +702,7 @@ def a2c_step_parallel(
             counts,
             c,
         )
-    _totals(counts)
+    return _totals(counts)
 
 
 # ------------------------------------------------------------------ compiled reference loop

@@ -557,7 +557,7 @@ def _run(
     steps = np.zeros(n_mdps, dtype=np.int64)
     rng = np.random.default_rng(_child(seed, 1))
     tables = agent.tables()
-    env_steps = updates = calls = 0
+    env_steps = calls = 0
     phase = 0
     reported = 0
     build_s = 0.0
@@ -581,8 +581,9 @@ def _run(
         kernel = agent.parallel if parallel else agent.serial
         bounds = _thread_bounds(group, n_threads if parallel else 1)
         counts = np.zeros((bounds.size, agent.n_counts), dtype=np.int64)
-        totals = counts[-1]
         block = np.empty((max(1, min(_UNIFORM_ROWS, _UNIFORM_VALUES // n_actors)), n_actors))
+        u_rows = list(block)  # views of the block's rows (refilled in place)
+        n_rows = len(u_rows)
         reset_seed = int(_child(seed, 0, phase).generate_state(1, np.uint64)[0] >> np.uint64(1))
         obs, _ = envs.reset(seed=reset_seed)
         obs = np.array(obs, dtype=np.int64)
@@ -591,34 +592,36 @@ def _run(
         flags = np.zeros(n_actors, dtype=bool)
         rng.random(out=block)
         allow = True
-        # Every actor starts an episode at its reset observation (nothing to learn yet).
-        kernel(bounds, group, *tables, obs, actions, np.zeros(n_actors), obs.copy(), flags,
-               flags, status, started, completed, steps, n_episodes, allow, block[0], *extras,
-               counts)  # fmt: skip
-        agent.check(counts)
+        # Every actor starts an episode at its reset observation (nothing to learn yet). The
+        # kernels return the number of busy actors (-1: a problem, which check raises).
+        busy = kernel(bounds, group, *tables, obs, actions, np.zeros(n_actors), obs.copy(),
+                      flags, flags, status, started, completed, steps, n_episodes, allow,
+                      u_rows[0], *extras, counts)  # fmt: skip
+        if busy < 0:
+            agent.check(counts)
         row = 1
-        busy = int(totals[0])
         phase_calls = 0
+        drain_below = DRAIN_BELOW * n_actors
+        step = envs.step
         while busy > 0:
             if (
                 allow
-                and busy < DRAIN_BELOW * n_actors
+                and busy < drain_below
                 and phase_calls % PLAN_EVERY == 0
                 and _should_rebuild(completed, steps, n_episodes, group, n_mdps, max_actors)
             ):
                 allow = False  # drain: let the running episodes end, start no new ones
-            next_obs, rewards, terminated, truncated, _ = envs.step(actions)
-            if row == block.shape[0]:
+            next_obs, rewards, terminated, truncated, _ = step(actions)
+            if row == n_rows:
                 rng.random(out=block)
                 row = 0
-            kernel(bounds, group, *tables, obs, actions, rewards, next_obs, terminated,
-                   truncated, status, started, completed, steps, n_episodes, allow, block[row],
-                   *extras, counts)  # fmt: skip
-            agent.check(counts)
+            busy = kernel(bounds, group, *tables, obs, actions, rewards, next_obs, terminated,
+                          truncated, status, started, completed, steps, n_episodes, allow,
+                          u_rows[row], *extras, counts)  # fmt: skip
+            if busy < 0:
+                agent.check(counts)
             row += 1
             phase_calls += 1
-            updates += int(totals[1])
-            busy = int(totals[0])
             if progress is not None and phase_calls % _PROGRESS_EVERY == 0:
                 done = int(completed.sum())
                 progress(done - reported)
@@ -634,6 +637,7 @@ def _run(
     first_envs.close()
     if progress is not None:
         progress(int(completed.sum()) - reported)
+    updates = int(steps.sum())  # every learned transition is counted in its MDP's steps
     stats = TrainingStats(
         env_steps, updates, calls, phase, time.perf_counter() - t0, build_s, tuple(log)
     )
@@ -1214,8 +1218,8 @@ def bench_q_learning(
 
     Returns:
         A dict with ``trainer_seconds`` (wall time, worker start-up and env rebuilds included;
-        ``trainer_cpu_seconds`` and ``ratio_cpu`` compare CPU times, which other processes on a
-        busy machine disturb less, when ``workers=1``),
+        ``trainer_cpu_seconds`` (this process and its worker processes) and ``ratio_cpu``
+        compare CPU times, which other processes on a busy machine disturb less),
         ``trainer_updates_per_s`` (transitions learned from per second), ``trainer_env_steps_per_s``
         (env-steps, idle and autoreset steps included), ``reference_seconds``,
         ``reference_steps_per_s``, ``ratio`` (trainer updates/s over reference steps/s), the
@@ -1253,9 +1257,9 @@ def bench_q_learning(
         for start in range(0, n_mdps, MAX_CHUNK)
     ]
     n_workers = min(len(jobs), default_workers() if workers is None else workers)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     results = _run_jobs(jobs, n_workers, None)
-    trainer_s, trainer_cpu = time.perf_counter() - t0, time.process_time() - c0
+    trainer_s, trainer_cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     stats = [r.stats for r in results if r.stats is not None]
     updates = sum(st.updates for st in stats)
     env_steps = sum(st.env_steps for st in stats)
@@ -1321,18 +1325,25 @@ def bench_q_learning(
         "ratio": trainer_rate / reference_rate,
         # CPU time: robust to other processes on the machine; the trainer's only when it runs
         # in this process (workers=1), the reference's summed over its threads.
-        "trainer_cpu_seconds": trainer_cpu if n_workers == 1 else None,
+        # CPU times (this process and its finished worker processes, start-up included; the
+        # reference's summed over its threads): robust to other processes on the machine.
+        "trainer_cpu_seconds": trainer_cpu,
         "reference_cpu_seconds": reference_cpu,
-        "ratio_cpu": (
-            (updates / trainer_cpu) / (float(ref_steps.sum()) / reference_cpu)
-            if n_workers == 1
-            else None
-        ),
+        "ratio_cpu": (updates / trainer_cpu) / (float(ref_steps.sum()) / reference_cpu),
         "extrapolated_seconds_30k": {
             "trainer": trainer_s * scale,
             "reference": reference_s * scale,
         },
     }
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process plus that of its waited-for child processes (worker pools)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main(argv: Sequence[str] | None = None) -> int:

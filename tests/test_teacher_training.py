@@ -80,3 +80,44 @@ def test_greedy_matches_a_slow_reference_on_rows_with_ties():
             row = rng.integers(0, 3, size=n_actions).astype(np.float64)  # many ties
             u = float(rng.random())
             assert kernels._greedy(row, np.uint64(0), n_actions, u) == _slow_greedy(row, u)
+
+
+def _q_call(kernel, status, next_obs, terminated, allow=True, n_episodes=10):
+    n = status.size
+    counts = np.zeros((2, 2), dtype=np.int64)
+    busy = kernel(
+        np.array([0, n]), np.zeros(n, dtype=np.int64), np.zeros((1, 4, 2)),
+        np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.ones(n),
+        np.asarray(next_obs, dtype=np.int64), np.asarray(terminated), np.zeros(n, dtype=bool),
+        status, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64), n_episodes, allow, np.full(n, 0.5), 0.1, 0.1, 0.9, counts,
+    )  # fmt: skip
+    return busy, counts
+
+
+@pytest.mark.parametrize("kernel", [kernels.q_step, kernels.q_step_parallel])
+def test_q_kernels_return_the_busy_actors(kernel):
+    status = np.array([kernels.ACTING, kernels.ACTING, kernels.IDLE, kernels.ENDED], np.int8)
+    busy, counts = _q_call(kernel, status, [1, 2, 3, 0], [False, True, False, False])
+    # acting, ended (its MDP may start more episodes), idle, just started
+    assert busy == 3 == counts[-1, 0] and counts[-1, 1] == 2
+    busy, _ = _q_call(kernel, status, [1, 2, 3, 0], [True, False, False, False], allow=False)
+    assert busy == 1  # the second actor, still in its episode; the first may not restart
+
+
+def test_a2c_kernel_returns_minus_one_when_an_episode_overflows_its_buffers():
+    logits, values = np.zeros((1, 3, 2)), np.zeros((1, 3))
+    status = np.array([kernels.ENDED], dtype=np.int8)
+    started, completed, steps = (np.zeros(1, dtype=np.int64) for _ in range(3))
+    buffers = (np.zeros((1, 3), dtype=np.int64), np.zeros((1, 2), dtype=np.int64),
+               np.zeros((1, 2)), np.zeros(1, dtype=np.int64))  # fmt: skip
+    counts = np.zeros((2, 3), dtype=np.int64)
+    returned = []
+    for _ in range(4):  # start, two recorded steps (the buffer's capacity), then overflow
+        returned.append(kernels.a2c_step(
+            np.array([0, 1]), np.zeros(1, dtype=np.int64), logits, values,
+            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1),
+            np.array([1]), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), status, started,
+            completed, steps, 5, True, np.full(1, 0.5), *buffers, 0.1, 0.1, 0.9, True, counts,
+        ))  # fmt: skip
+    assert returned == [1, 1, 1, -1] and counts[-1, 2] == 1 and steps[0] == 0
