@@ -94,7 +94,8 @@ def _epsilon_greedy(flat_q, base, n_actions, u, epsilon):
     """Epsilon-greedy action from one uniform ``u`` in [0, 1).
 
     ``u < epsilon``: the uniformly random action ``floor(u / epsilon * A)``; otherwise the
-    greedy action, ties split by ``(u - epsilon) / (1 - epsilon)``.
+    greedy action, ties split by ``(u - epsilon) / (1 - epsilon)``. The loops below write this
+    out in place (same choice): calling it from them compiled to a slower loop.
     """
     if u < epsilon:
         return min(int(u / epsilon * n_actions), n_actions - 1)
@@ -774,7 +775,11 @@ def q_learning_reference(
             elapsed = 0
             while True:
                 base = np.uint64(o * n_actions)
-                a = _epsilon_greedy(flat, base, n_actions, _next_uniform(rng), epsilon)
+                u = _next_uniform(rng)  # the epsilon-greedy choice, written out as in _q_range
+                if u < epsilon:
+                    a = min(int(u / epsilon * n_actions), n_actions - 1)
+                else:
+                    a = _greedy(flat, base, n_actions, (u - epsilon) / (1.0 - epsilon))
                 u = _next_uniform(rng)
                 row = table[s, action_rows[a]]
                 m = 0

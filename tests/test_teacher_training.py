@@ -121,3 +121,28 @@ def test_a2c_kernel_returns_minus_one_when_an_episode_overflows_its_buffers():
             completed, steps, 5, True, np.full(1, 0.5), *buffers, 0.1, 0.1, 0.9, True, counts,
         ))  # fmt: skip
     assert returned == [1, 1, 1, -1] and counts[-1, 2] == 1 and steps[0] == 0
+
+
+def test_q_kernel_chooses_actions_exactly_as_epsilon_greedy():
+    rng = np.random.default_rng(1)
+    n, n_index, n_actions, epsilon = 400, 3, 4, 0.3
+    q = rng.integers(0, 2, size=(n, n_index, n_actions)).astype(np.float64)  # many ties
+    next_obs = rng.integers(0, n_index, size=n)
+    u = rng.random(n)
+    status = np.full(n, kernels.ENDED, dtype=np.int8)  # every actor starts an episode at o'
+    actions = np.zeros(n, dtype=np.int64)
+    zeros = np.zeros(n, dtype=np.int64)
+    kernels.q_step(
+        np.array([0, n]), np.arange(n), q, zeros.copy(), actions, np.zeros(n), next_obs,
+        np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), status, zeros.copy(), zeros.copy(),
+        zeros.copy(), 5, True, u, epsilon, 0.1, 0.9, np.zeros((2, 2), dtype=np.int64),
+    )  # fmt: skip
+    flat = q.reshape(-1)
+    expected = [
+        kernels._epsilon_greedy(
+            flat, np.uint64((j * n_index + next_obs[j]) * n_actions), n_actions, u[j], epsilon
+        )
+        for j in range(n)
+    ]
+    np.testing.assert_array_equal(actions, expected)
+    assert len(set(expected)) == n_actions  # the comparison covers random and greedy choices
