@@ -507,15 +507,20 @@ class _Evaluator:
         ]
         self.state_to_index = np.ascontiguousarray(models.state_to_index, dtype=np.int64)
         self.terminal = np.ascontiguousarray(models.terminal)
-        from distill_agents._eval_kernels import compact_edges
+        from distill_agents import _eval_kernels as E
 
-        self.edges = compact_edges(
+        self.edges = E.compact_edges(
             np.ascontiguousarray(models.next_states, dtype=np.int64),
             np.ascontiguousarray(models.next_probs, dtype=np.float64),
         )
         self.initial = np.ascontiguousarray(models.initial, dtype=np.float64)
         rows = np.asarray(models.action_rows)
         self.action_rows = np.ascontiguousarray(rows, dtype=np.int64)
+        self.full_support = E.full_support_structure(
+            *self.edges, self.initial, self.terminal, n_rows
+        )
+        positive = self.edges[3][self.edges[3] > 0.0]
+        self.full_support_min = E.FULL_SUPPORT / float(positive.min()) if positive.size else 1.0
         self.n_actions = int(rows.size)
         self.masks = (
             None if np.array_equal(rows, np.arange(n_rows)) else [rows == k for k in range(n_rows)]
@@ -621,7 +626,8 @@ class _Evaluator:
             *self.edges, self.row_rewards, self.initial, self.terminal,
             self.state_to_index, self.action_rows, np.ascontiguousarray(self.uniform_rows),
             idx, np.ascontiguousarray(logits, dtype=np.float64), self.teacher_probs,
-            self.visits.get("teacher", none), self.visits.get("uniform", none), need,
+            self.visits.get("teacher", none), self.visits.get("uniform", none),
+            *self.full_support, self.full_support_min, need,
             values, status,
         )  # fmt: skip
         out = {name: values[:, METRICS.index(name)].copy() for name in self.metrics}

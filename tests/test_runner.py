@@ -438,6 +438,9 @@ def test_compiled_evaluation_matches_the_planning_path(family, env_kw):
     evaluator = R._Evaluator(envs.models, teachers.probs, R.METRICS)
     logits = np.random.default_rng(0).normal(scale=3.0, size=teachers.probs.shape)
     idx = np.array([2, 0, 1, 1] if family == "chain" else [5, 0, 3, 3, 1])
+    # Student 0 copies its (optimal, deterministic) teacher with probabilities exp(-1000) = 0
+    # elsewhere: its reached states are computed afresh, not taken from full support.
+    logits[idx[0]] = 1000.0 * teachers.probs[idx[0]]
     fast = evaluator.students(idx, logits[idx])
     slow = evaluator.students_planning(idx, logits[idx])
     for name in R.METRICS:
