@@ -858,7 +858,16 @@ def _ray_piece(
     ``teacher_files`` maps the driver's trained-teacher paths to their bytes (sent once through
     Ray's object store): on a node where the path does not exist (no shared file system) the
     bytes are written to a local cache first. The names are content-addressed (key digests).
+
+    Raises:
+        ValueError: this worker runs other package source than the driver (not retried).
     """
+    expected = piece.key.get("code")
+    if expected is not None and expected != code_digest():
+        raise ValueError(
+            f"a Ray worker runs other distillgrid code (source digest {code_digest()}) than the "
+            f"driver ({expected}): install the same version on every node"
+        )
     if piece.teacher_file is not None and not Path(piece.teacher_file).is_file():
         import tempfile
         from dataclasses import replace

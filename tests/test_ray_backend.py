@@ -136,6 +136,25 @@ def test_ray_piece_without_a_shared_file_system(local_fig3, tmp_path):
     np.testing.assert_array_equal(again["student_return"], arrays["student_return"])
 
 
+def test_ray_piece_refuses_a_worker_with_other_code():
+    settings = reproduce.figure_settings("fig6", mdps=2, iterations=5, eval_points=1)
+    from distill_agents.experiments import get_experiment
+
+    exp = get_experiment("fig6")
+    panel = exp.panels[0]
+    curve = panel.curves[0]
+    key = reproduce._piece_key(exp, panel, curve, settings, 0, 2)
+    assert key["code"] == reproduce.code_digest()
+    piece = reproduce._Piece(
+        key={**key, "code": "0" * 16}, path="", spec=panel.teacher, method=curve.method,
+        control=curve.control, critic=reproduce._resolved_critic(curve.method, panel.critic),
+        lr=exp.lr, gamma=exp.gamma, metrics=exp.metrics, settings=settings, lo=0, hi=2,
+        teacher_file=None,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"runs other distillgrid code .* same version on every"):
+        reproduce._ray_piece(piece, {}, lambda n: None)
+
+
 # ------------------------------------------------------------------------------ teach, distill
 def _cli(capsys, *argv):
     status = cli.main([*argv])
