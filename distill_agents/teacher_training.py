@@ -20,8 +20,10 @@ Episode accounting and finished MDPs
     the trainer checks every :data:`PLAN_EVERY` calls whether a new phase is cheaper than going on,
     under a fixed cost model (:data:`CALL_COST` per ``step`` call, one unit per actor-step,
     :data:`BUILD_COST` per sub-env built; deterministic, so results stay reproducible). If so,
-    it starts no new episodes, lets the running ones end (*drain*), and builds a vector env for
-    the MDPs with episodes left, giving MDP ``g`` ``k_g`` actors: proportional to its expected
+    it starts no new episodes, lets the running ones end (*drain*), and starts a vector env of
+    the MDPs with episodes left, taken from the first one by index
+    (:meth:`~gridworld_env.vector.TabularVectorEnv.select`: no model is built again), giving
+    MDP ``g`` ``k_g`` actors: proportional to its expected
     remaining steps, at most ``max_actors`` and at most its remaining episodes. Actors of one
     MDP share its table: their episodes overlap in time and their updates interleave in actor
     order (like synchronous parallel actors); ``max_actors=1`` keeps every MDP strictly
@@ -122,11 +124,13 @@ DRAIN_BELOW = 0.7
 #: ... checking every this many ``step`` calls whether a new phase is cheaper than going on.
 PLAN_EVERY = 64
 #: Cost model of the phase scheduler, in actor-steps (one sub-env stepped and learned from,
-#: about 80 ns in a one-thread worker): the fixed cost of one ``step`` call (Python, kernel
-#: dispatch; about 8 us) ...
+#: set when that took about 80 ns in a one-thread worker; now about 50 ns): the fixed cost of
+#: one ``step`` call (Python, output arrays, two kernel dispatches; about 7 us) ...
 CALL_COST = 100.0
-#: ... and of building one sub-env of a new vector env (about 1.6 ms). The model only decides
-#: *when* to rebuild; it is deterministic (no timings), so results stay reproducible.
+#: ... and of one sub-env of a new phase (set when phases were built from their layouts,
+#: about 1.6 ms per sub-env; ``select`` now takes about 0.3 ms). The model only decides *when*
+#: to rebuild; it is deterministic (no timings), so results stay reproducible. The constants
+#: are kept as they were: they fix the schedule, hence the trained tables.
 BUILD_COST = 20_000.0
 #: Uniforms are drawn in blocks of at most this many rows ...
 _UNIFORM_ROWS = 64
@@ -255,13 +259,9 @@ class TeacherEnv:
                 kwargs["layouts"] = [list(self._layouts[m]) for m in mdps]
             else:
                 kwargs["layout_seed"] = self.layout_base + first
-        envs = gym.make_vec(
+        return gym.make_vec(
             self.env_id, num_envs=len(mdps), vectorization_mode="vector_entry_point", **kwargs
         )
-        if self.layout_base is not None and "layout_seed" in kwargs:
-            for j, layout in enumerate(envs.layouts):  # type: ignore[attr-defined]
-                self._layouts.setdefault(mdps[j], tuple(layout))
-        return envs
 
     def _remember_layouts(self, mdps: Sequence[int]) -> None:
         assert self.layout_base is not None
