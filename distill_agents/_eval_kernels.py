@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from distill_agents._runner_kernels import next_uniform, sample_outcome
 from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNIFORM
 from distill_agents.updates import sample_control_action
 
@@ -45,6 +46,41 @@ RETURN, KL_STUDENT, KL_TEACHER, KL_UNIFORM = 0, 1, 2, 3
 #: are that large, the reached states, the termination check and the band are those of the
 #: model under full support (:func:`full_support_structure`, computed once).
 FULL_SUPPORT = 1e-280
+
+
+@njit(inline="always")
+def _policy_and_kl(
+    logits: NDArray[np.float64],
+    teacher_probs: NDArray[np.float64],
+    need_kl: bool,
+    probs: NDArray[np.float64],
+    kl: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    """``probs [N, A] = softmax(logits)`` and (``need_kl``) ``kl [N] = KL(pi || pi_theta)``.
+
+    The KL as :func:`distill_agents.planning.policy_kl`: ``0 log 0 = 0``, clipped at 0.
+    """
+    n_actions = logits.shape[1]
+    for i in range(logits.shape[0]):
+        row = logits[i]
+        top = row[0]
+        for a in range(1, n_actions):
+            if row[a] > top:
+                top = row[a]
+        total = 0.0
+        for a in range(n_actions):
+            e = math.exp(row[a] - top)
+            probs[i, a] = e
+            total += e
+        for a in range(n_actions):
+            probs[i, a] /= total
+        if need_kl:
+            acc = 0.0
+            for a in range(n_actions):
+                p = teacher_probs[i, a]
+                if p > 0.0:
+                    acc += p * (math.log(p) - math.log(probs[i, a]))
+            kl[i] = max(acc, 0.0)
 
 
 @njit(cache=True)
@@ -302,26 +338,7 @@ def evaluate_students(
         b = idx[j]
         status[j] = 0
         # --- the student's policy per table index, and KL(pi || pi_theta) per index.
-        for i in range(n_index):
-            row = logits[j, i]
-            top = row[0]
-            for a in range(1, n_actions):
-                if row[a] > top:
-                    top = row[a]
-            total = 0.0
-            for a in range(n_actions):
-                e = math.exp(row[a] - top)
-                probs[i, a] = e
-                total += e
-            for a in range(n_actions):
-                probs[i, a] /= total
-            if need_kl:
-                acc = 0.0
-                for a in range(n_actions):
-                    p = teacher_probs[b, i, a]
-                    if p > 0.0:
-                        acc += p * (math.log(p) - math.log(probs[i, a]))
-                kl_index[i] = max(acc, 0.0)
+        _policy_and_kl(logits[j], teacher_probs[b], need_kl, probs, kl_index)
         for s in range(n_states):
             i = state_to_index[b, s]
             kl_state[s] = kl_index[i] if (need_kl and i >= 0) else 0.0
@@ -433,17 +450,6 @@ def evaluate_students(
             out[j, KL_STUDENT] = kl_sum
 
 
-@njit(inline="always")
-def _uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - compiled
-    """SplitMix64: the next uniform in [0, 1) of the stream ``state[0]`` (advanced)."""
-    z = state[0] + np.uint64(0x9E3779B97F4A7C15)
-    state[0] = z
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
 @njit(cache=True)
 def monte_carlo_students(
     outcomes: NDArray,
@@ -489,29 +495,14 @@ def monte_carlo_students(
     """
     n_index, n_actions = logits.shape[1], logits.shape[2]
     kl_index = np.zeros(n_index)
-    probs = np.empty(n_actions)
+    probs = np.empty((n_index, n_actions))
     state = np.empty(1, dtype=np.uint64)
     need_kl = need[KL_STUDENT] or need[KL_TEACHER] or need[KL_UNIFORM]
     for j in range(idx.shape[0]):
         b = idx[j]
         state[0] = seeds[j]
         if need_kl:
-            for i in range(n_index):
-                row = logits[j, i]
-                top = row[0]
-                for a in range(1, n_actions):
-                    if row[a] > top:
-                        top = row[a]
-                total = 0.0
-                for a in range(n_actions):
-                    probs[a] = math.exp(row[a] - top)
-                    total += probs[a]
-                acc = 0.0
-                for a in range(n_actions):
-                    p = teacher_probs[b, i, a]
-                    if p > 0.0:
-                        acc += p * (math.log(p) - math.log(probs[a] / total))
-                kl_index[i] = max(acc, 0.0)
+            _policy_and_kl(logits[j], teacher_probs[b], True, probs, kl_index)
         for column in range(4):
             if not need[column]:
                 continue
@@ -526,22 +517,18 @@ def monte_carlo_students(
             total_return = 0.0
             total_kl = 0.0
             for _ in range(n_episodes):
-                s = np.searchsorted(initial_cum[b], _uniform(state), side="right")
+                s = np.searchsorted(initial_cum[b], next_uniform(state), side="right")
                 o = key_of_state[b, s]
                 for _t in range(max_steps):
                     if column != RETURN:
                         total_kl += kl_index[o]
                     a = sample_control_action(
-                        control, 0.0, teacher_probs[b, o], logits[j, o], _uniform(state)
+                        control, 0.0, teacher_probs[b, o], logits[j, o], next_uniform(state)
                     )
-                    u = _uniform(state)
-                    recs = outcomes[b, s, action_rows[a]]
-                    k = 0
-                    while u >= recs[k]["cum"]:
-                        k += 1
-                    s = np.int64(recs[k]["state"])
-                    key = recs[k]["obs_key"]
-                    total_return += recs[k]["reward"]
+                    s, reward, key = sample_outcome(
+                        outcomes, b, s, action_rows[a], next_uniform(state)
+                    )
+                    total_return += reward
                     if key >= 0:
                         o = key
                     if terminal[b, s]:

@@ -47,8 +47,10 @@ __all__ = [
     "STOPPED",
     "advance",
     "fill_env_uniforms",
+    "next_uniform",
     "reference_loop",
     "run_mdps",
+    "sample_outcome",
 ]
 
 # Columns of the per-sub-env int64 state ``sub [Bp, N_SUB_FIELDS]``.
@@ -260,7 +262,7 @@ def fill_env_uniforms(
 
 
 @njit(inline="always")
-def _next_uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - compiled
+def next_uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - compiled
     """SplitMix64: the next uniform in [0, 1) of the stream ``state[0]`` (advanced)."""
     z = state[0] + np.uint64(0x9E3779B97F4A7C15)
     state[0] = z
@@ -268,6 +270,24 @@ def _next_uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - com
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(inline="always")
+def sample_outcome(
+    outcomes: NDArray, m: int, s: int, row: int, u: float
+) -> tuple[int, float, int]:  # pragma: no cover - compiled
+    """The outcome of row ``row`` in state ``s`` of MDP ``m`` for the uniform ``u``.
+
+    As :mod:`gridworld_env._kernels` steps: the first outcome record with ``cum > u``.
+
+    Returns:
+        ``(next state, reward, observation key)`` (key -1: the previous observation stays).
+    """
+    recs = outcomes[m, s, row]
+    k = 0
+    while u >= recs[k]["cum"]:
+        k += 1
+    return np.int64(recs[k]["state"]), recs[k]["reward"], np.int64(recs[k]["obs_key"])
 
 
 @njit(cache=True)
@@ -318,24 +338,18 @@ def reference_loop(
         state[0] = seeds[m]
         total = 0
         for _ in range(n_iter):
-            s = np.searchsorted(initial_cum[m], _next_uniform(state), side="right")
+            s = np.searchsorted(initial_cum[m], next_uniform(state), side="right")
             ep_obs[0] = key_of_state[m, s]
             t = 0
             term = False
             while t < max_steps:
                 o = ep_obs[t]
                 a = sample_control_action(
-                    control, beta, teacher_probs[m, o], logits[m, o], _next_uniform(state)
+                    control, beta, teacher_probs[m, o], logits[m, o], next_uniform(state)
                 )
-                u = _next_uniform(state)
-                recs = outcomes[m, s, action_rows[a]]
-                k = 0
-                while u >= recs[k]["cum"]:
-                    k += 1
-                s = np.int64(recs[k]["state"])
-                key = recs[k]["obs_key"]
+                s, reward, key = sample_outcome(outcomes, m, s, action_rows[a], next_uniform(state))
                 ep_act[t] = a
-                ep_rew[t] = recs[k]["reward"]
+                ep_rew[t] = reward
                 ep_obs[t + 1] = key if key >= 0 else o
                 t += 1
                 if terminal[m, s]:
@@ -490,16 +504,10 @@ def run_mdps(
                     control, beta, teacher_probs[m, o], logits[m, o], act_buf[m, p]
                 )
                 p += 1
-                u = env_buf[m, e]
+                s, reward, key = sample_outcome(outcomes, m, s, action_rows[a], env_buf[m, e])
                 e += 1
-                recs = outcomes[m, s, action_rows[a]]
-                k = 0
-                while u >= recs[k]["cum"]:
-                    k += 1
-                s = np.int64(recs[k]["state"])
-                key = recs[k]["obs_key"]
                 ep_act[t] = a
-                ep_rew[t] = recs[k]["reward"]
+                ep_rew[t] = reward
                 ep_obs[t + 1] = key if key >= 0 else o
                 t += 1
                 if terminal[m, s]:
