@@ -22,6 +22,8 @@ records its step kernel reads) and applies the same update kernel.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
@@ -274,8 +276,8 @@ def next_uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - comp
 
 @njit(inline="always")
 def sample_outcome(
-    outcomes: NDArray, m: int, s: int, row: int, u: float
-) -> tuple[int, float, int]:  # pragma: no cover - compiled
+    outcomes: NDArray, m: Any, s: Any, row: Any, u: float
+) -> tuple[Any, float, Any]:  # pragma: no cover - compiled
     """The outcome of row ``row`` in state ``s`` of MDP ``m`` for the uniform ``u``.
 
     As :mod:`gridworld_env._kernels` steps: the first outcome record with ``cum > u``.
