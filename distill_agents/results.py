@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from gridworld_env._io import atomic_write
@@ -134,6 +133,8 @@ def t_quantile(p: float, df: int) -> float:
         raise ValueError(f"p must be in (0, 1), got {p!r}")
     if isinstance(df, bool) or int(df) != df or df < 1:
         raise ValueError(f"df must be an integer >= 1, got {df!r}")
+    import scipy.stats  # here, not at the top: it costs worker processes ~0.6 s to import
+
     return float(scipy.stats.t.ppf(p, int(df)))
 
 
