@@ -3,9 +3,10 @@
 :func:`plot_rows` draws one subplot per panel (a grid of panels x metrics when the rows hold
 several metrics, as the paper's Fig. 3), one colour per method (the same in every subplot),
 the mean over MDPs as a line with its 95% interval shaded, and the teacher's level (rows with
-method ``"teacher"``) as a dotted black line. It uses matplotlib's Agg renderer through a
-:class:`matplotlib.figure.Figure` (no pyplot, no global state, no display needed) and writes
-the PNG atomically (temporary file, then rename).
+method ``"teacher"``) as a dotted black line. When the iterations span two decades or more
+(early evaluation points), the x axis is symlog (:func:`x_axis_scale`). It uses matplotlib's Agg
+renderer through a :class:`matplotlib.figure.Figure` (no pyplot, no global state, no display
+needed) and writes the PNG atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 from distill_agents.results import CurveRow, check_rows
 from gridworld_env._io import atomic_write
 
-__all__ = ["TEACHER", "plot_rows"]
+__all__ = ["TEACHER", "plot_rows", "x_axis_scale"]
 
 #: The method label of the teacher's rows.
 TEACHER = "teacher"
@@ -103,9 +104,13 @@ def plot_rows(
             ax.fill_between(x, low, high, color=colour[method], alpha=0.2, linewidth=0)
         handles.setdefault(method, line)
     used = set()
+    iterations = sorted({r.iteration for r in rows})
+    x_scale = x_axis_scale(iterations)
     for (panel, metric), (i, j) in cells.items():
         ax = axes[i, j]
         used.add((i, j))
+        if x_scale is not None:
+            ax.set_xscale("symlog", linthresh=x_scale)
         ax.set_title(panel if len(metrics) == 1 or not panel else f"{panel}: {metric}", fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel(metric)
@@ -128,6 +133,19 @@ def plot_rows(
     fig.savefig(buffer, format="png")
     data = buffer.getvalue()
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def x_axis_scale(iterations: Sequence[int]) -> float | None:
+    """``linthresh`` of a symlog x axis when the points span two decades or more, else ``None``.
+
+    Curves evaluated early and then every ``k`` iterations (``reproduce``'s early points:
+    10, 20, 50, ... before ``k``) keep their first points readable: linear up to the first
+    positive point, logarithmic after it.
+    """
+    positive = [i for i in iterations if i > 0]
+    if not positive or max(positive) < 100 * min(positive):
+        return None
+    return float(min(positive))
 
 
 def _legend_columns(labels: Sequence[str], fig_width: float) -> int:

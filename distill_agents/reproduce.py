@@ -219,6 +219,8 @@ class FigureSettings:
         panels: the panels run, in order.
         skipped: panels left out by ``--max-actions``.
         mc_episodes: ``None`` for exact metrics, else Monte Carlo episodes (``--mc``).
+        early: evaluation points before the first regular one
+            (:func:`distill_agents.runner.early_iterations`; curve figures only).
     """
 
     figure: str
@@ -230,6 +232,7 @@ class FigureSettings:
     panels: tuple[str, ...]
     skipped: tuple[str, ...] = ()
     mc_episodes: int | None = None
+    early: tuple[int, ...] = ()
 
     def manifest(self) -> dict[str, Any]:
         """The settings that decide the numbers (panels excluded: pieces are per panel)."""
@@ -241,6 +244,7 @@ class FigureSettings:
             "teacher_episodes": self.teacher_episodes,
             "seed": self.seed,
             **({} if self.mc_episodes is None else {"mc_episodes": self.mc_episodes}),
+            **({"early_eval": list(self.early)} if self.early else {}),
         }
 
 
@@ -294,16 +298,20 @@ def figure_settings(
                 f"--max-actions {max_actions} leaves no panel of {figure} (skipped: "
                 f"{', '.join(skipped)})"
             )
+    from distill_agents.runner import early_iterations
+
+    eval_every = max(1, n_iterations // points)
     return FigureSettings(
         figure=figure,
         mdps=1 if exp.kind != "curves" else (scale.mdps if mdps is None else mdps),
         iterations=n_iterations,
-        eval_every=max(1, n_iterations // points),
+        eval_every=eval_every,
         teacher_episodes=scale.teacher_episodes if teacher_episodes is None else teacher_episodes,
         seed=seed,
         panels=chosen,
         skipped=skipped,
         mc_episodes=mc_episodes,
+        early=early_iterations(eval_every, n_iterations) if exp.kind == "curves" else (),
     )
 
 
@@ -450,6 +458,7 @@ def _piece_key(
         "lo": lo,
         "hi": hi,
         **({} if settings.mc_episodes is None else {"mc_episodes": settings.mc_episodes}),
+        **({"early_eval": list(settings.early)} if settings.early else {}),
     }
 
 
@@ -698,6 +707,7 @@ def _run_range(piece: _Piece, teachers: Any, a: int, b: int, progress: Any, iter
         control=piece.control,
         iterations=iterations,
         eval_every=piece.settings.eval_every if iterations else 1,
+        eval_at=[i for i in piece.settings.early if i <= iterations],
         lr=piece.lr,
         gamma=piece.gamma,
         critic=piece.critic,
@@ -762,7 +772,9 @@ def _piece_arrays(
         queue_progress.flush()
     parts.sort(key=lambda part: part[0])
     b = teachers.n_mdps
-    points = eval_points_of(piece.settings.iterations, piece.settings.eval_every)
+    points = eval_points_of(
+        piece.settings.iterations, piece.settings.eval_every, piece.settings.early
+    )
     env_steps = np.zeros(b, dtype=np.int64)
     student = {name: np.full((b, points.size), np.nan) for name in piece.metrics}
     teacher = {name: np.full(b, np.nan) for name in piece.metrics}
@@ -797,11 +809,13 @@ def _piece_arrays(
     return arrays, meta
 
 
-def eval_points_of(iterations: int, eval_every: int) -> NDArray[np.int64]:
+def eval_points_of(
+    iterations: int, eval_every: int, early: Sequence[int] = ()
+) -> NDArray[np.int64]:
     """The evaluation iterations of a curve (as :func:`distill_agents.runner.eval_iterations`)."""
     from distill_agents.runner import eval_iterations
 
-    return np.asarray(eval_iterations(iterations, eval_every), dtype=np.int64)
+    return np.asarray(eval_iterations(iterations, eval_every, early), dtype=np.int64)
 
 
 def _default_workers() -> int:

@@ -112,6 +112,7 @@ __all__ = [
     "PerMDPUniforms",
     "RunResult",
     "bench_students",
+    "early_iterations",
     "eval_iterations",
     "mdp_seed",
     "run_distillation",
@@ -205,12 +206,31 @@ class PerMDPUniforms(np.random.Generator):
     integers = choice = uniform = normal = standard_normal = _refuse
 
 
-def eval_iterations(iterations: int, eval_every: int) -> NDArray[np.int64]:
-    """The evaluation points ``0, k, 2k, ..., iterations`` (the last one always included)."""
-    points = list(range(0, iterations + 1, eval_every))
-    if points[-1] != iterations:
-        points.append(iterations)
-    return np.array(points, dtype=np.int64)
+def eval_iterations(
+    iterations: int, eval_every: int, extra: Sequence[int] = ()
+) -> NDArray[np.int64]:
+    """The evaluation points ``0, k, 2k, ..., iterations`` (the last one always included).
+
+    ``extra`` iterations (within ``[0, iterations]``) are added, e.g. :func:`early_iterations`.
+    """
+    points = set(range(0, iterations + 1, eval_every))
+    points.add(iterations)
+    points.update(int(i) for i in extra)
+    return np.array(sorted(points), dtype=np.int64)
+
+
+def early_iterations(eval_every: int, iterations: int) -> tuple[int, ...]:
+    """Evaluation points before the first regular one: 10, 20, 50, 100, 200, 500, ... ``< k``.
+
+    Students on 20x20 grids learn most of what they learn in their first few hundred episodes;
+    at the paper's scale (``k = 1000``) these points show that part of the curves.
+    """
+    out: list[int] = []
+    base = 10
+    while base < eval_every and base < iterations:
+        out += [x for x in (base, 2 * base, 5 * base) if x < eval_every and x < iterations]
+        base *= 10
+    return tuple(out)
 
 
 # ------------------------------------------------------------------------------- results
@@ -1070,6 +1090,7 @@ def run_distillation(
     progress: bool | Callable[[int], None] = False,
     loop: str = "vector",
     mc_episodes: int | None = None,
+    eval_at: Sequence[int] = (),
 ) -> RunResult:
     """Train one student per MDP of ``teachers`` with one method, evaluating exactly.
 
@@ -1082,6 +1103,7 @@ def run_distillation(
             method's own control.
         iterations: training episodes per MDP (``>= 0``).
         eval_every: ``k >= 1``: evaluate at iterations ``0, k, 2k, ..., iterations``.
+        eval_at: further iterations to evaluate at (e.g. :func:`early_iterations`).
         lr: learning rate.
         gamma: discount in [0, 1].
         critic: ``None`` (the method's default), ``"none"``, ``"mc"`` or ``"td"``.
@@ -1172,7 +1194,10 @@ def run_distillation(
         )
     chunk_size = check_int("chunk_size", chunk_size, 1)
     builder = _EnvBuilder(teachers, max_episode_steps, parallel)
-    points = eval_iterations(iterations, eval_every)
+    extra = [check_int("eval_at", i, 0) for i in eval_at]
+    if any(i > iterations for i in extra):
+        raise ValueError(f"eval_at must hold iterations in [0, {iterations}], got {list(eval_at)}")
+    points = eval_iterations(iterations, eval_every, extra)
     eval_index = np.full(iterations + 1, -1, dtype=np.int64)
     eval_index[points] = np.arange(points.size)
 

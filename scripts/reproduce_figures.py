@@ -25,7 +25,7 @@ import numpy as np
 import gridworld_env
 from distill_agents.plotting import plot_rows
 from distill_agents.results import CurveRow, curve_rows, write_csv
-from distill_agents.runner import run_distillation
+from distill_agents.runner import early_iterations, run_distillation
 from distill_agents.teacher_training import make_teachers
 from distill_agents.teachers import noisy_teachers, q_learning_teachers
 from distill_agents.updates import expected_loss, expected_update
@@ -62,6 +62,7 @@ def curves(teachers, figure, panel, methods, args, critic=None, metrics=("return
         result = run_distillation(
             teachers, method, control=control, iterations=args.iterations,
             eval_every=args.eval_every, critic=None if method.startswith("td_v") else critic,
+            eval_at=early_iterations(args.eval_every, args.iterations),
             seed=args.seed, metrics=metrics,
         )  # fmt: skip
         rows += result.to_rows(figure, panel, method=label, include_teacher=i == 0)

@@ -76,3 +76,16 @@ def test_a_long_legend_stays_inside_the_figure(tmp_path):
     bottom = rgb[int(0.6 * rgb.shape[0]) :]
     edge = max(2, rgb.shape[1] // 100)
     assert np.all(bottom[:, :edge] > 0.95) and np.all(bottom[:, -edge:] > 0.95)
+
+
+def test_curves_with_early_points_get_a_symlog_axis(tmp_path):
+    from distill_agents.plotting import x_axis_scale
+    from distill_agents.runner import early_iterations, eval_iterations
+
+    full = eval_iterations(30_000, 1000, early_iterations(1000, 30_000))
+    assert list(full[:8]) == [0, 10, 20, 50, 100, 200, 500, 1000]
+    assert x_axis_scale(full) == 10.0
+    assert x_axis_scale(eval_iterations(300, 30, early_iterations(30, 300))) is None  # 10..300
+    assert x_axis_scale([0, 100, 200]) is None and x_axis_scale([0]) is None
+    rows = curve_rows("fig3", "T=0", "m", "return", full.tolist(), np.ones((3, full.size)))
+    _load(plot_rows(rows, tmp_path / "early.png"))

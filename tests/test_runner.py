@@ -304,6 +304,19 @@ def test_snapshots_are_taken_exactly_at_the_evaluation_points(grids):
         )
 
 
+def test_early_evaluation_points_are_extra_columns_of_the_same_run(grids):
+    part = subset(grids, 0, 3)
+    assert R.early_iterations(1000, 30_000) == (10, 20, 50, 100, 200, 500)
+    assert R.early_iterations(100, 3000) == (10, 20, 50) and R.early_iterations(10, 300) == ()
+    plain = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2)
+    early = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2,
+                               eval_at=(10, 20, 30), loop="compiled")  # fmt: skip
+    np.testing.assert_array_equal(early.eval_iterations, [0, 10, 20, 30, 60])
+    # Evaluating more often changes no learning: the regular columns are the same numbers.
+    np.testing.assert_array_equal(early.metrics["return"][:, [0, 3, 4]], plain.metrics["return"])
+    np.testing.assert_array_equal(early.env_steps, plain.env_steps)
+
+
 def test_zero_iterations_evaluates_the_initial_students_only(grids):
     part = subset(grids, 0, 3)
     result = R.run_distillation(part, "on_policy_distill", iterations=0, eval_every=5)
@@ -359,6 +372,8 @@ def test_progress_counts_every_episode(grids):
         ({"lr": 0.0}, "lr must be a positive number"),
         ({"gamma": 1.5}, "gamma must be a number in"),
         ({"progress": "yes"}, "progress must be"),
+        ({"eval_at": [99]}, "eval_at must hold iterations in"),
+        ({"eval_at": [-1]}, "eval_at must be an integer >= 0"),
     ],
 )
 def test_bad_arguments_are_clear_errors(grids, kwargs, match):
