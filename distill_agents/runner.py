@@ -251,9 +251,10 @@ class RunResult:
         layout_seeds: ``[B]`` layout seed of each MDP (-1: none).
         settings: JSON record of the run's settings.
         wall_seconds: wall time.
-        step_calls: vector-env ``step`` calls.
+        step_calls: vector-env ``step`` calls (0 with ``loop="compiled"``).
         env_builds: vector envs built (1 per chunk, plus compactions).
-        sub_env_steps: sub-env steps of all ``step`` calls (idle and autoreset ones included).
+        sub_env_steps: sub-env steps of all ``step`` calls (idle and autoreset ones included;
+            with ``loop="compiled"``, the MDPs' env-steps).
         build_seconds: part of ``wall_seconds`` spent building vector envs and their models.
         eval_seconds: part of ``wall_seconds`` spent evaluating students and teachers.
         logits: ``[B, N, A]`` final student logits (only with ``keep_students=True``).
