@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from distill_agents._runner_kernels import next_uniform, sample_outcome
 from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNIFORM
+from distill_agents.planning import banded_lu_solve
 from distill_agents.updates import sample_control_action
 
 __all__ = [
@@ -382,8 +383,8 @@ def evaluate_students(
         if stuck:
             status[j] = 1
             continue
-        # --- visits: (I - P^T) x = mu_0 on the live states, banded LU without pivoting, the
-        # arithmetic of planning._banded_solve_kernel (transpose, gamma = 1).
+        # --- visits: (I - P^T) x = mu_0 on the live states, with planning's banded solver
+        # (the band built as planning._banded_solve_kernel builds it: transpose, gamma = 1).
         band = np.zeros((n_states, 2 * bw + 1))
         band[:, bw] = 1.0
         for s in range(n_states):
@@ -395,38 +396,9 @@ def evaluate_students(
                     coef = 1.0 * (weights[s, edge_row[b, e]] * edge_prob[b, e])
                     if coef != 0.0 and reached[t] and not terminal[b, t]:
                         band[t, s - t + bw] -= coef
-        width = 2 * bw + 1
-        flat = band.reshape(-1)
-        upper = np.empty(width)  # allocated here: LLVM then knows it aliases nothing
-        for k in range(n_states):
-            pivot = flat[k * width + bw]
-            if not pivot > 0.0:
-                stuck = True
-                break
-            last = min(n_states - 1, k + bw)
-            n_c = last - k
-            # Row k right of the diagonal, copied, so that the update below is a plain
-            # contiguous axpy the compiler vectorises (the same operations in the same order
-            # as planning's; ~3x faster than indexing the band in place).
-            base = k * width + bw + 1
-            for c in range(n_c):
-                upper[c] = flat[base + c]
-            for i in range(k + 1, last + 1):
-                at = i * width + (k - i + bw)
-                factor = flat[at] / pivot
-                if factor != 0.0:
-                    row = flat[at + 1 : at + 1 + n_c]
-                    for c in range(n_c):
-                        row[c] = row[c] - factor * upper[c]
-                    visits[i] -= factor * visits[k]
-        if stuck:
+        if not banded_lu_solve(band, visits, bw):
             status[j] = 1
             continue
-        for k in range(n_states - 1, -1, -1):
-            acc = visits[k]
-            for c in range(k + 1, min(n_states - 1, k + bw) + 1):
-                acc -= band[k, c - k + bw] * visits[c]
-            visits[k] = acc / band[k, bw]
         ret = 0.0
         kl_sum = 0.0
         for s in range(n_states):

@@ -282,24 +282,52 @@ def _banded_solve_kernel(
                             else:
                                 band[s, t - s + bw] -= coef
         x = rhs[b].copy()
-        for k in range(n_states):
-            pivot = band[k, bw]
-            if not pivot > 0.0:
-                return b
-            last = min(n_states - 1, k + bw)
-            for i in range(k + 1, last + 1):
-                factor = band[i, k - i + bw] / pivot
-                if factor != 0.0:
-                    for j in range(k + 1, last + 1):
-                        band[i, j - i + bw] -= factor * band[k, j - k + bw]
-                    x[i] -= factor * x[k]
-        for k in range(n_states - 1, -1, -1):
-            acc = x[k]
-            for j in range(k + 1, min(n_states - 1, k + bw) + 1):
-                acc -= band[k, j - k + bw] * x[j]
-            x[k] = acc / band[k, bw]
+        if not banded_lu_solve(band, x, bw):
+            return b
         out[b] = x
     return -1
+
+
+@njit(cache=True)
+def banded_lu_solve(band: NDArray[np.float64], x: NDArray[np.float64], bw: int) -> bool:
+    """Solve ``A y = x`` in place (``x`` becomes ``y``; ``band`` is overwritten by the LU).
+
+    ``band [n, 2 bw + 1]`` (C-contiguous) holds ``A``'s band, ``band[i, j - i + bw] = A[i, j]``.
+    Gaussian elimination without pivoting, then back-substitution. The update of each row is a
+    contiguous axpy with a copy of the pivot row (allocated here, so the compiler knows it
+    aliases nothing and vectorises it; ~3x faster than indexing the band in place, with the
+    same operations in the same order).
+
+    Returns:
+        ``False`` (``x`` then unfinished) if a pivot is not positive (a singular M-matrix).
+    """
+    n = band.shape[0]
+    width = 2 * bw + 1
+    flat = band.reshape(-1)
+    upper = np.empty(width)
+    for k in range(n):
+        pivot = flat[k * width + bw]
+        if not pivot > 0.0:
+            return False
+        last = min(n - 1, k + bw)
+        n_c = last - k
+        base = k * width + bw + 1
+        for c in range(n_c):
+            upper[c] = flat[base + c]
+        for i in range(k + 1, last + 1):
+            at = i * width + (k - i + bw)
+            factor = flat[at] / pivot
+            if factor != 0.0:
+                row = flat[at + 1 : at + 1 + n_c]
+                for c in range(n_c):
+                    row[c] = row[c] - factor * upper[c]
+                x[i] -= factor * x[k]
+    for k in range(n - 1, -1, -1):
+        acc = x[k]
+        for c in range(k + 1, min(n - 1, k + bw) + 1):
+            acc -= band[k, c - k + bw] * x[c]
+        x[k] = acc / band[k, bw]
+    return True
 
 
 def _solve(
