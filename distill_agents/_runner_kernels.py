@@ -28,7 +28,16 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from distill_agents.updates import N_STEP_ROWS, episode_update_kernel, sample_control_action
+from distill_agents.updates import (
+    N_STEP_ROWS,
+    episode_update_kernel,
+    episode_update_rows,
+    is_pure_ce,
+    normalise_student_row,
+    sample_control_action,
+    sample_control_row,
+    student_row_exps,
+)
 
 __all__ = [
     "ACT_PTR",
@@ -482,12 +491,19 @@ def run_mdps(
     env_len = env_buf.shape[1]
     act_len = act_buf.shape[1]
     limit = max_steps
+    pure_ce = is_pure_ce(coef, codes)
+    # Each distinct observation's student row is computed once per episode, when first
+    # visited, and serves both the control policy's draws and the update (the logits do not
+    # change within an episode): lse_buf holds the row's sum of exponentials until the
+    # update's rows are finished, row_max its maximum logit.
+    row_max = np.empty(lse_buf.shape[0])
     episodes = 0
     for m in range(n_mdps):
         done = mdp_state[m, DONE]
         if done >= n_iter:
             events[m] = EVENT_NONE
             continue
+        lg = logits[m]
         event = EVENT_REFILL
         while True:
             e = mdp_state[m, ENV_USED] - env_base[m]
@@ -499,11 +515,20 @@ def run_mdps(
             ep_obs[0] = key_of_state[m, s]
             beta = beta_table[done]
             t = 0
+            n_rows = 0
             term = False
-            while t < limit:
+            while True:
                 o = ep_obs[t]
-                a = sample_control_action(
-                    control, beta, teacher_probs[m, o], logits[m, o], act_buf[m, p]
+                row = slot[o]
+                if row < 0:
+                    row = n_rows
+                    slot[o] = row
+                    row_max[row], lse_buf[row] = student_row_exps(lg, o, prob_buf, row)
+                    n_rows += 1
+                if t == limit:  # truncated: the row of the last observation is needed too
+                    break
+                a = sample_control_row(
+                    control, beta, teacher_probs[m, o], prob_buf, row, lse_buf[row], act_buf[m, p]
                 )
                 p += 1
                 s, reward, key = sample_outcome(outcomes, m, s, action_rows[a], env_buf[m, e])
@@ -518,28 +543,15 @@ def run_mdps(
             mdp_state[m, ENV_USED] = e + env_base[m]
             mdp_state[m, ACT_PTR] = p
             mdp_state[m, STEPS] += t
-            episode_update_kernel(
-                ep_obs[: t + 1],
-                ep_obs[: t + 1],
-                ep_act[:t],
-                ep_rew[:t],
-                term,
-                teacher_probs[m],
-                teacher_logp[m],
-                teacher_values[m],
-                teacher_weights,
-                logits[m],
-                critic[m],
-                coef,
-                codes,
-                lr,
-                gamma,
-                slot,
-                prob_buf,
-                grad_buf,
-                lse_buf,
-                step_buf,
-            )
+            for row in range(n_rows):
+                normalise_student_row(
+                    prob_buf, grad_buf, lse_buf, row, row_max[row], lse_buf[row], not pure_ce
+                )
+            episode_update_rows(
+                ep_obs[: t + 1], ep_obs[: t + 1], ep_act[:t], ep_rew[:t], term, teacher_probs[m],
+                teacher_logp[m], teacher_values[m], teacher_weights, lg, critic[m], coef, codes,
+                lr, gamma, slot, prob_buf, grad_buf, lse_buf, step_buf, pure_ce,
+            )  # fmt: skip
             episodes += 1
             done += 1
             mdp_state[m, DONE] = done

@@ -68,11 +68,17 @@ __all__ = [
     "episode_update",
     "episode_update_kernel",
     "episode_update_reference",
+    "episode_update_rows",
     "expected_loss",
     "expected_update",
     "floored_log",
+    "is_pure_ce",
     "make_workspace",
+    "normalise_student_row",
     "sample_control_action",
+    "sample_control_row",
+    "sample_student_row",
+    "student_row_exps",
 ]
 
 #: Floor on the teacher's probabilities inside a log: ``log pi := log(max(pi, 1e-8))``.
@@ -164,6 +170,33 @@ def sample_control_action(
     return min(int(u * n), n - 1)
 
 
+@njit(cache=True, inline="always")
+def sample_control_row(
+    control: int,
+    beta: float,
+    teacher_probs_row: NDArray[np.float64],
+    exps: NDArray[np.float64],
+    u_row: int,
+    total: float,
+    u: float,
+) -> int:  # pragma: no cover - compiled
+    """:func:`sample_control_action` with the student row given as :func:`student_row_exps` left it.
+
+    The same action for the same ``u`` (the student's draw makes the same comparisons); for
+    loops that keep each row of the episode (the row is needed again by the update).
+    """
+    if control == M.CONTROL_MIXTURE:
+        if u < beta:
+            return _sample_probs(teacher_probs_row, u / beta)
+        return sample_student_row(exps, u_row, total, (u - beta) / (1.0 - beta))
+    if control == M.CONTROL_TEACHER:
+        return _sample_probs(teacher_probs_row, u)
+    if control == M.CONTROL_STUDENT:
+        return sample_student_row(exps, u_row, total, u)
+    n = exps.shape[1]
+    return min(int(u * n), n - 1)
+
+
 def control_probs(
     control: int | str,
     teacher_probs: NDArray[np.float64],
@@ -247,6 +280,93 @@ def _step_logits(
 
 
 @njit(cache=True, inline="always")
+def is_pure_ce(coef: NDArray[np.float64], codes: NDArray[np.int64]) -> bool:  # pragma: no cover
+    """Only the cross-entropy loss (teacher_distill, on_policy_distill): no reward channel.
+
+    Then the reward term, the advantages and the per-step losses are all zero or unused, and
+    :func:`episode_update_kernel` only computes the loss's gradient (with the general path's
+    operations in the same order).
+    """
+    return (
+        coef[M.C_LOSS_CE] != 0.0
+        and coef[M.C_ENV] == 0.0
+        and coef[M.C_TEACHER_LOGP] == 0.0
+        and coef[M.C_STUDENT_LOGP] == 0.0
+        and coef[M.C_TEACHER_V_NEXT] == 0.0
+        and coef[M.C_TEACHER_V] == 0.0
+        and coef[M.C_STUDENT_V] == 0.0
+        and coef[M.C_LOSS_IP] == 0.0
+        and coef[M.C_LOSS_RCE] == 0.0
+        and coef[M.C_NEXT_LOSS] == 0.0
+        and coef[M.C_NEXT_LOGP] == 0.0
+        and codes[M.K_CRITIC] == M.CRITIC_NONE
+        and codes[M.K_VCOND] == 0
+    )
+
+
+@njit(cache=True, inline="always")
+def student_row_exps(
+    logits: NDArray[np.float64], o: int, prob_buf: NDArray[np.float64], u: int
+) -> tuple[float, float]:  # pragma: no cover - compiled
+    """``prob_buf[u] = exp(logits[o] - max)``; returns ``(max, sum of the exponentials)``.
+
+    The first half of the softmax of a student row. :func:`sample_student_row` draws from
+    such a row and :func:`normalise_student_row` finishes it: together they do what
+    :func:`sample_control_action` and :func:`episode_update_kernel` do with the row, operation
+    for operation, so a caller may compute each row once per episode and use it for both.
+    """
+    n_actions = logits.shape[1]
+    m = logits[o, 0]
+    for a in range(1, n_actions):
+        if logits[o, a] > m:
+            m = logits[o, a]
+    total = 0.0
+    for a in range(n_actions):
+        e = math.exp(logits[o, a] - m)
+        prob_buf[u, a] = e
+        total += e
+    return m, total
+
+
+@njit(cache=True, inline="always")
+def normalise_student_row(
+    prob_buf: NDArray[np.float64],
+    grad_buf: NDArray[np.float64],
+    lse_buf: NDArray[np.float64],
+    u: int,
+    m: float,
+    total: float,
+    with_lse: bool,
+) -> None:  # pragma: no cover - compiled
+    """Finish row ``u`` of :func:`student_row_exps`: probabilities, a zero gradient, the lse."""
+    inv = 1.0 / total
+    for a in range(prob_buf.shape[1]):
+        prob_buf[u, a] *= inv
+        grad_buf[u, a] = 0.0
+    if with_lse:
+        lse_buf[u] = m + math.log(total)
+
+
+@njit(cache=True, inline="always")
+def sample_student_row(
+    exps: NDArray[np.float64], u_row: int, total: float, u: float
+) -> int:  # pragma: no cover - compiled
+    """:func:`sample_control_action`'s draw from ``softmax(logits)``, from the row's exponentials.
+
+    ``exps[u_row]`` and ``total`` as :func:`student_row_exps` left them: the same comparisons
+    as the draw from the logits, so the same action.
+    """
+    n = exps.shape[1]
+    target = u * total
+    cum = 0.0
+    for a in range(n):
+        cum += exps[u_row, a]
+        if target < cum:
+            return a
+    return n - 1
+
+
+@njit(cache=True, inline="always")
 def episode_update_kernel(
     obs: NDArray[np.int64],
     keys: NDArray[np.int64],
@@ -301,8 +421,59 @@ def episode_update_kernel(
     n_steps = actions.shape[0]
     if n_steps == 0:
         return
-    n_actions = logits.shape[1]
     # Time indices whose state quantities are needed: 0..T-1, and T unless terminated.
+    n_idx = n_steps if terminated else n_steps + 1
+    pure_ce = is_pure_ce(coef, codes)
+    # --- 1. student probabilities at the parameters before the update, one row per distinct
+    # observation of the episode.
+    n_slots = 0
+    for t in range(n_idx):
+        o = obs[t]
+        if slot[o] < 0:
+            slot[o] = n_slots
+            m, total = student_row_exps(logits, o, prob_buf, n_slots)
+            normalise_student_row(prob_buf, grad_buf, lse_buf, n_slots, m, total, not pure_ce)
+            n_slots += 1
+    episode_update_rows(
+        obs, keys, actions, rewards, terminated, teacher_probs, teacher_logp, teacher_values,
+        teacher_weights, logits, critic, coef, codes, lr, gamma, slot, prob_buf, grad_buf,
+        lse_buf, step_buf, pure_ce,
+    )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def episode_update_rows(
+    obs: NDArray[np.int64],
+    keys: NDArray[np.int64],
+    actions: NDArray[np.int64],
+    rewards: NDArray[np.float64],
+    terminated: bool,
+    teacher_probs: NDArray[np.float64],
+    teacher_logp: NDArray[np.float64],
+    teacher_values: NDArray[np.float64],
+    teacher_weights: NDArray[np.float64],
+    logits: NDArray[np.float64],
+    critic: NDArray[np.float64],
+    coef: NDArray[np.float64],
+    codes: NDArray[np.int64],
+    lr: float,
+    gamma: float,
+    slot: NDArray[np.int64],
+    prob_buf: NDArray[np.float64],
+    grad_buf: NDArray[np.float64],
+    lse_buf: NDArray[np.float64],
+    step_buf: NDArray[np.float64],
+    pure_ce: bool,
+) -> None:  # pragma: no cover - compiled; checked against episode_update_reference
+    """Phases 2-6 of :func:`episode_update_kernel`, its student rows already computed.
+
+    Every distinct observation ``o`` of ``obs[:n_idx]`` has its row ``slot[o]`` (numbered in
+    order of first appearance) in ``prob_buf`` (probabilities), ``grad_buf`` (zeros) and, unless
+    ``pure_ce`` (:func:`is_pure_ce`), ``lse_buf`` (log-sum-exp of the logits); see
+    :func:`student_row_exps`. The arguments are the kernel's.
+    """
+    n_steps = actions.shape[0]
+    n_actions = logits.shape[1]
     n_idx = n_steps if terminated else n_steps + 1
 
     c_env = coef[M.C_ENV]
@@ -320,48 +491,6 @@ def episode_update_kernel(
     boot_source = codes[M.K_BOOTSTRAP]
     vcond = codes[M.K_VCOND] != 0
     use_critic = critic_mode != M.CRITIC_NONE
-    # Only the cross-entropy loss (teacher_distill, on_policy_distill): the reward term, the
-    # advantages and the per-step losses are all zero or unused, and only the loss's gradient
-    # is left to compute (below, with the general path's operations in the same order).
-    pure_ce = (
-        c_ce != 0.0
-        and c_env == 0.0
-        and c_tlogp == 0.0
-        and c_slogp == 0.0
-        and c_tv_next == 0.0
-        and c_tv == 0.0
-        and c_sv == 0.0
-        and c_ip == 0.0
-        and c_rce == 0.0
-        and c_next_loss == 0.0
-        and c_next_logp == 0.0
-        and not use_critic
-        and not vcond
-    )
-
-    # --- 1. student probabilities at the parameters before the update, one row per distinct
-    # observation of the episode.
-    n_slots = 0
-    for t in range(n_idx):
-        o = obs[t]
-        if slot[o] < 0:
-            slot[o] = n_slots
-            m = logits[o, 0]
-            for a in range(1, n_actions):
-                if logits[o, a] > m:
-                    m = logits[o, a]
-            total = 0.0
-            for a in range(n_actions):
-                e = math.exp(logits[o, a] - m)
-                prob_buf[n_slots, a] = e
-                total += e
-            inv = 1.0 / total
-            for a in range(n_actions):
-                prob_buf[n_slots, a] *= inv
-                grad_buf[n_slots, a] = 0.0
-            if not pure_ce:
-                lse_buf[n_slots] = m + math.log(total)
-            n_slots += 1
 
     if pure_ce:
         for t in range(n_steps):
@@ -376,7 +505,9 @@ def episode_update_kernel(
         return
 
     # --- 2. per-step state quantities (before the update).
-    need_ce = c_ce != 0.0
+    # H_x(pi || pi_theta) itself only enters through the next step's loss (N-distill); the
+    # cross-entropy's gradient (phase 5) does not need it.
+    need_ce = c_ce != 0.0 and c_next_loss != 0.0
     need_ip = c_ip != 0.0
     need_rce = c_rce != 0.0 or (c_next_logp != 0.0 and not terminated)
     # Per-step arrays live in the workspace (allocating them per episode cost ~40% of the
