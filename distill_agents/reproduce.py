@@ -132,6 +132,7 @@ STALE_TEMP_SECONDS = 3600.0
 STATE_VERSION = 1
 _PIECE_KIND = "reproduce_piece"
 _ALL = "all"
+_CHAIN_ID = "DistillChain-v0"
 
 
 # ------------------------------------------------------------------------------ arguments
@@ -837,13 +838,17 @@ def _expected_cost(piece: _Piece) -> float:
     """A rough relative cost of a piece, to start the longest first (order changes no number).
 
     Episodes, times the actions (the update is O(A) per step), times 4 for uniform control
-    (its random walks take ~4x the steps of the other controls' episodes on 20x20 grids).
+    (its random walks take ~4x the steps of the other controls' episodes on 20x20 grids),
+    times the corridor's length over 10 (episodes get longer with it: Fig. 9's longest
+    corridors cost the most and must not start last).
     """
     control = piece.control or M.parse_method(piece.method).default_control
+    length = piece.spec.env_kwargs.get("length") if piece.spec.env_id == _CHAIN_ID else None
     return (
         piece.episodes
         * (1.0 + piece.spec.n_actions / 10.0)
         * (4.0 if control == "uniform" else 1.0)
+        * (float(length) / 10.0 if length is not None else 1.0)
     )
 
 

@@ -447,3 +447,25 @@ def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path, capsys):
     assert not old.exists() and young.exists()  # a young one may be another run's write
     summary = json.loads(tmp_path.joinpath("fig6.json").read_text())
     assert summary["format_version"] == reproduce.SUMMARY_VERSION
+
+
+def test_longest_pieces_are_expected_to_cost_most():
+    # The parallel runs start the pieces with the highest expected cost first: Fig. 9's longest
+    # corridor, Fig. 4's 40-action panel and Fig. 3's uniform-driven curve before the others.
+    def cost(figure, panel_name, label):
+        exp = get_experiment(figure)
+        panel = exp.panel(panel_name)
+        curve = next(c for c in panel.curves if c.label == label)
+        settings = reproduce.figure_settings(figure, quick=True)
+        piece = reproduce._Piece(
+            key={}, path="", spec=panel.teacher, method=curve.method, control=curve.control,
+            critic=None, lr=exp.lr, gamma=exp.gamma, metrics=exp.metrics, settings=settings,
+            lo=0, hi=10, teacher_file=None,
+        )  # fmt: skip
+        return reproduce._expected_cost(piece)
+
+    assert cost("fig9", "length=41/optimal", "baseline") > cost(
+        "fig9", "length=5/optimal", "baseline"
+    )
+    assert cost("fig4", "A=40", "baseline") > cost("fig4", "A=4", "baseline")
+    assert cost("fig3", "T=0", "uniform_driven") > cost("fig3", "T=0", "student_driven")
