@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from distill_agents.methods import CONTROL_MIXTURE, CONTROL_STUDENT
 from distill_agents.updates import (
     N_STEP_ROWS,
     episode_update_kernel,
@@ -492,10 +493,13 @@ def run_mdps(
     act_len = act_buf.shape[1]
     limit = max_steps
     pure_ce = is_pure_ce(coef, codes)
-    # Each distinct observation's student row is computed once per episode, when first
-    # visited, and serves both the control policy's draws and the update (the logits do not
-    # change within an episode): lse_buf holds the row's sum of exponentials until the
-    # update's rows are finished, row_max its maximum logit.
+    # Each distinct observation's student row is computed once per episode and serves both
+    # the student's draws and the update (the logits do not change within an episode): at its
+    # first visit when the control policy samples from the student, after the episode
+    # otherwise (as the update kernel would; interleaving it with the steps then only makes
+    # them wait). lse_buf holds the row's sum of exponentials until the rows are finished,
+    # row_max its maximum logit.
+    rows_while_stepping = control in (CONTROL_STUDENT, CONTROL_MIXTURE)
     row_max = np.empty(lse_buf.shape[0])
     episodes = 0
     for m in range(n_mdps):
@@ -519,12 +523,14 @@ def run_mdps(
             term = False
             while True:
                 o = ep_obs[t]
-                row = slot[o]
-                if row < 0:
-                    row = n_rows
-                    slot[o] = row
-                    row_max[row], lse_buf[row] = student_row_exps(lg, o, prob_buf, row)
-                    n_rows += 1
+                row = 0
+                if rows_while_stepping:
+                    row = slot[o]
+                    if row < 0:
+                        row = n_rows
+                        slot[o] = row
+                        row_max[row], lse_buf[row] = student_row_exps(lg, o, prob_buf, row)
+                        n_rows += 1
                 if t == limit:  # truncated: the row of the last observation is needed too
                     break
                 a = sample_control_row(
@@ -543,6 +549,13 @@ def run_mdps(
             mdp_state[m, ENV_USED] = e + env_base[m]
             mdp_state[m, ACT_PTR] = p
             mdp_state[m, STEPS] += t
+            if not rows_while_stepping:
+                for i in range(t if term else t + 1):
+                    o = ep_obs[i]
+                    if slot[o] < 0:
+                        slot[o] = n_rows
+                        row_max[n_rows], lse_buf[n_rows] = student_row_exps(lg, o, prob_buf, n_rows)
+                        n_rows += 1
             for row in range(n_rows):
                 normalise_student_row(
                     prob_buf, grad_buf, lse_buf, row, row_max[row], lse_buf[row], not pure_ce
