@@ -667,6 +667,10 @@ def _init_worker(queue: Any, threads: int) -> None:
     _QUEUE = queue
     import numba
 
+    from distill_agents._process import exit_with_parent
+
+    exit_with_parent()
+
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
 

@@ -1129,9 +1129,12 @@ _worker_counter: Any = None
 
 def _init_worker(counter: Any) -> None:
     """Worker process set-up: one numba thread (the processes are the parallelism)."""
+    from distill_agents._process import exit_with_parent
+
     global _worker_counter
     _worker_counter = counter
     numba.set_num_threads(1)
+    exit_with_parent()
 
 
 def _worker_progress(n: int) -> None:

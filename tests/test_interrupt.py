@@ -166,3 +166,52 @@ def test_another_process_with_two_workers_gives_identical_bytes(tmp_path, refere
     assert out.joinpath("fig3.csv").read_bytes() == reference.joinpath("fig3.csv").read_bytes()
     a, b = _summary(out), _summary(reference)
     assert a["csv_sha256"] == b["csv_sha256"] and a["analysis"] == b["analysis"]
+
+
+_ORPHAN_PARENT = """
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+
+from distill_agents import reproduce, teacher_training
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    pids = []
+    for init, args in (
+        (reproduce._init_worker, (ctx.Queue(), 1)),
+        (teacher_training._init_worker, (ctx.Value("q", 0),)),
+    ):
+        pool = cf.ProcessPoolExecutor(2, mp_context=ctx, initializer=init, initargs=args)
+        list(pool.map(time.sleep, [0.5, 0.5]))  # both workers started
+        pids += [p.pid for p in pool._processes.values()]
+    print(" ".join(str(p) for p in pids), flush=True)
+    os._exit(0)  # die without shutting the pools down, as a killed parent would
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc to see the workers")
+def test_pool_workers_end_when_their_parent_dies(tmp_path):
+    # Workers of reproduce's and teach's process pools wait on queues they hold open
+    # themselves: without a watch on their parent they would outlive a killed run forever.
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_PARENT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 4
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+        time.sleep(0.2)
+    assert all(_gone(p) for p in pids), [p for p in pids if not _gone(p)]
