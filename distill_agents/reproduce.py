@@ -132,7 +132,6 @@ STALE_TEMP_SECONDS = 3600.0
 STATE_VERSION = 1
 _PIECE_KIND = "reproduce_piece"
 _ALL = "all"
-_CHAIN_ID = "DistillChain-v0"
 
 
 # ------------------------------------------------------------------------------ arguments
@@ -847,7 +846,7 @@ def _expected_cost(piece: _Piece) -> float:
     corridors cost the most and must not start last).
     """
     control = piece.control or M.parse_method(piece.method).default_control
-    length = piece.spec.env_kwargs.get("length") if piece.spec.env_id == _CHAIN_ID else None
+    length = piece.spec.env_kwargs.get("length")  # the corridor's (no other env has one)
     return (
         piece.episodes
         * (1.0 + piece.spec.n_actions / 10.0)
