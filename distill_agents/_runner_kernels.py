@@ -465,12 +465,14 @@ def run_mdps(
         eval_index: ``[n_iter + 1]`` evaluation point after that many episodes, or -1.
         beta_table: ``[n_iter]`` mixture weights.
         control: control policy code.
-        teacher_probs: ``[B, N, A]``.
-        teacher_logp: ``[B, N, A]``.
-        teacher_values: ``[B, N]``.
+        teacher_probs: ``[G, B, N, A]`` the teachers of ``G`` students per MDP (a *group*:
+            students trained from the same episodes; ``G > 1`` only for a control policy that
+            does not depend on the student, ``teacher`` control reading group member 0's).
+        teacher_logp: ``[G, B, N, A]``.
+        teacher_values: ``[G, B, N]``.
         teacher_weights: ``[N]``.
-        logits: ``[B, N, A]`` updated in place.
-        critic: ``[B, N]`` updated in place.
+        logits: ``[G, B, N, A]`` updated in place.
+        critic: ``[G, B, N]`` updated in place.
         coef: method coefficients.
         codes: method codes.
         lr: learning rate.
@@ -488,7 +490,7 @@ def run_mdps(
     Returns:
         The number of episodes completed in this call.
     """
-    n_mdps = logits.shape[0]
+    n_group, n_mdps = logits.shape[0], logits.shape[1]
     env_len = env_buf.shape[1]
     act_len = act_buf.shape[1]
     limit = max_steps
@@ -500,6 +502,8 @@ def run_mdps(
     # them wait). lse_buf holds the row's sum of exponentials until the rows are finished,
     # row_max its maximum logit.
     rows_while_stepping = control in (CONTROL_STUDENT, CONTROL_MIXTURE)
+    if rows_while_stepping and n_group > 1:
+        raise ValueError("a group of students needs a control policy that ignores the student")
     row_max = np.empty(lse_buf.shape[0])
     episodes = 0
     for m in range(n_mdps):
@@ -507,7 +511,7 @@ def run_mdps(
         if done >= n_iter:
             events[m] = EVENT_NONE
             continue
-        lg = logits[m]
+        lg0 = logits[0, m]  # the student that draws actions (student or mixture control)
         event = EVENT_REFILL
         while True:
             e = mdp_state[m, ENV_USED] - env_base[m]
@@ -529,13 +533,14 @@ def run_mdps(
                     if row < 0:
                         row = n_rows
                         slot[o] = row
-                        row_max[row], lse_buf[row] = student_row_exps(lg, o, prob_buf, row)
+                        row_max[row], lse_buf[row] = student_row_exps(lg0, o, prob_buf, row)
                         n_rows += 1
                 if t == limit:  # truncated: the row of the last observation is needed too
                     break
                 a = sample_control_row(
-                    control, beta, teacher_probs[m, o], prob_buf, row, lse_buf[row], act_buf[m, p]
-                )
+                    control, beta, teacher_probs[0, m, o], prob_buf, row, lse_buf[row],
+                    act_buf[m, p],
+                )  # fmt: skip
                 p += 1
                 s, reward, key = sample_outcome(outcomes, m, s, action_rows[a], env_buf[m, e])
                 e += 1
@@ -549,22 +554,28 @@ def run_mdps(
             mdp_state[m, ENV_USED] = e + env_base[m]
             mdp_state[m, ACT_PTR] = p
             mdp_state[m, STEPS] += t
-            if not rows_while_stepping:
-                for i in range(t if term else t + 1):
-                    o = ep_obs[i]
-                    if slot[o] < 0:
-                        slot[o] = n_rows
-                        row_max[n_rows], lse_buf[n_rows] = student_row_exps(lg, o, prob_buf, n_rows)
-                        n_rows += 1
-            for row in range(n_rows):
-                normalise_student_row(
-                    prob_buf, grad_buf, lse_buf, row, row_max[row], lse_buf[row], not pure_ce
-                )
-            episode_update_rows(
-                ep_obs[: t + 1], ep_obs[: t + 1], ep_act[:t], ep_rew[:t], term, teacher_probs[m],
-                teacher_logp[m], teacher_values[m], teacher_weights, lg, critic[m], coef, codes,
-                lr, gamma, slot, prob_buf, grad_buf, lse_buf, step_buf, pure_ce,
-            )  # fmt: skip
+            for g in range(n_group):  # the same episode updates each student of the group
+                lg = logits[g, m]
+                if not rows_while_stepping:
+                    n_rows = 0
+                    for i in range(t if term else t + 1):
+                        o = ep_obs[i]
+                        if slot[o] < 0:
+                            slot[o] = n_rows
+                            row_max[n_rows], lse_buf[n_rows] = student_row_exps(
+                                lg, o, prob_buf, n_rows
+                            )
+                            n_rows += 1
+                for row in range(n_rows):
+                    normalise_student_row(
+                        prob_buf, grad_buf, lse_buf, row, row_max[row], lse_buf[row], not pure_ce
+                    )
+                episode_update_rows(
+                    ep_obs[: t + 1], ep_obs[: t + 1], ep_act[:t], ep_rew[:t], term,
+                    teacher_probs[g, m], teacher_logp[g, m], teacher_values[g, m], teacher_weights,
+                    lg, critic[g, m], coef, codes, lr, gamma, slot, prob_buf, grad_buf, lse_buf,
+                    step_buf, pure_ce,
+                )  # fmt: skip
             episodes += 1
             done += 1
             mdp_state[m, DONE] = done

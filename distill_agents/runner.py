@@ -116,6 +116,7 @@ __all__ = [
     "eval_iterations",
     "mdp_seed",
     "run_distillation",
+    "run_distillation_group",
 ]
 
 #: The metrics :func:`run_distillation` can record (SPEC 4.1).
@@ -510,7 +511,41 @@ class _Evaluator:
         models: Any,
         teacher_probs: NDArray[np.float64],
         metrics: Sequence[str],
+        like: _Evaluator | None = None,
     ) -> None:
+        self.teacher_probs = np.ascontiguousarray(teacher_probs, dtype=np.float64)
+        self.metrics = tuple(metrics)
+        if like is not None:  # the same models: share what does not depend on the teacher
+            self._share(like)
+        else:
+            self._build(models)
+        per_mdp = 8.0 * teacher_probs.shape[1] * self.n_actions
+        self.batch = int(max(1, min(EVAL_MAX_BATCH, EVAL_BUDGET_BYTES // (4 * per_mdp))))
+        self.visits: dict[str, NDArray[np.float64]] = {}
+        if "kl_teacher" in self.metrics:
+            self.visits["teacher"] = self._fixed_visits(self._teacher_rows)
+        if "kl_uniform" in self.metrics:
+            self.visits["uniform"] = (
+                like.visits["uniform"]
+                if like is not None and "uniform" in like.visits
+                else self._fixed_visits(
+                    lambda idx: np.broadcast_to(
+                        self.uniform_rows,
+                        (*self.state_to_index[idx].shape, self.uniform_rows.size),
+                    )
+                )
+            )
+
+    _SHARED = (
+        "row_mdps", "state_to_index", "terminal", "edges", "initial", "action_rows",
+        "full_support", "full_support_min", "n_actions", "masks", "uniform_rows", "row_rewards",
+    )  # fmt: skip
+
+    def _share(self, other: _Evaluator) -> None:
+        for name in self._SHARED:
+            setattr(self, name, getattr(other, name))
+
+    def _build(self, models: Any) -> None:
         from gridworld_env.mdp import TabularMDP
 
         b = models.n_envs
@@ -550,19 +585,6 @@ class _Evaluator:
         self.row_rewards = np.ascontiguousarray(
             (np.asarray(models.next_probs) * np.asarray(models.next_rewards)).sum(-1)
         )
-        self.teacher_probs = np.ascontiguousarray(teacher_probs, dtype=np.float64)
-        self.metrics = tuple(metrics)
-        per_mdp = 8.0 * teacher_probs.shape[1] * self.n_actions
-        self.batch = int(max(1, min(EVAL_MAX_BATCH, EVAL_BUDGET_BYTES // (4 * per_mdp))))
-        self.visits: dict[str, NDArray[np.float64]] = {}
-        if "kl_teacher" in self.metrics:
-            self.visits["teacher"] = self._fixed_visits(self._teacher_rows)
-        if "kl_uniform" in self.metrics:
-            self.visits["uniform"] = self._fixed_visits(
-                lambda idx: np.broadcast_to(
-                    self.uniform_rows, (*self.state_to_index[idx].shape, self.uniform_rows.size)
-                )
-            )
 
     def _batches(self, n: int) -> Iterable[slice]:
         for lo in range(0, n, self.batch):
@@ -778,9 +800,14 @@ class _MonteCarlo:
 # ------------------------------------------------------------------------------ running
 @dataclass
 class _Run:
-    """Settings shared by every chunk of one :func:`run_distillation` call."""
+    """Settings shared by every chunk of one :func:`run_distillation` call.
+
+    ``group`` holds the teachers of every student trained per MDP (``teachers`` is the first):
+    one for :func:`run_distillation`, several for :func:`run_distillation_group`.
+    """
 
     teachers: Teachers
+    group: Sequence[Teachers]
     builder: _EnvBuilder
     spec: M.MethodSpec
     control: int
@@ -808,7 +835,11 @@ class _Run:
 
 
 class _Chunk:
-    """Students of consecutive MDPs ``start .. start + b - 1`` of the teachers."""
+    """Students of consecutive MDPs ``start .. start + b - 1`` of the teachers.
+
+    The ``g_*`` arrays stack the group's ``G`` students per MDP (``[G, b, ...]``); ``probs``,
+    ``logits``, ``metrics``, ... are the first student's (all the vector-env loop handles).
+    """
 
     def __init__(self, run: _Run, start: int, stop: int) -> None:
         self.run = run
@@ -816,17 +847,22 @@ class _Chunk:
         teachers = run.teachers
         b = stop - start
         self.b = b
-        self.probs = teachers.probs[start:stop]
-        self.logp = floored_log(self.probs, run.floor)
         n_index = teachers.n_index
-        self.values = (
-            np.zeros((b, n_index))
-            if teachers.values is None
-            else np.ascontiguousarray(teachers.values[start:stop])
+        group = run.group
+        self.g_probs = (
+            teachers.probs[None, start:stop]
+            if len(group) == 1
+            else np.stack([t.probs[start:stop] for t in group])
+        )
+        self.g_logp = floored_log(self.g_probs, run.floor)
+        self.g_values = np.stack(
+            [np.zeros((b, n_index)) if t.values is None else t.values[start:stop] for t in group]
         )
         self.weights = np.ones(n_index)
-        self.logits = np.zeros((b, n_index, teachers.n_actions))
-        self.critic = np.zeros((b, n_index))
+        self.g_logits = np.zeros((len(group), b, n_index, teachers.n_actions))
+        self.g_critic = np.zeros((len(group), b, n_index))
+        self.probs, self.logp, self.values = self.g_probs[0], self.g_logp[0], self.g_values[0]
+        self.logits, self.critic = self.g_logits[0], self.g_critic[0]
         self.mdp_state = np.zeros((b, K.N_MDP_FIELDS), dtype=np.int64)
         self.act_gens: list[np.random.Generator] = []
         self.env_gens: list[np.random.Generator] = []
@@ -841,7 +877,10 @@ class _Chunk:
         for m, gen in enumerate(self.env_gens):
             gen.random(out=self.env_buf[m])
         self.env_base = np.zeros(b, dtype=np.int64)
-        self.metrics = {name: np.full((b, run.n_evals), np.nan) for name in run.metrics}
+        self.g_metrics = [
+            {name: np.full((b, run.n_evals), np.nan) for name in run.metrics} for _ in group
+        ]
+        self.metrics = self.g_metrics[0]
         self.n_slots = 2 * b
         self.snapshots = np.empty((self.n_slots, n_index, teachers.n_actions))
         self.pending = np.zeros((self.n_slots, 2), dtype=np.int64)
@@ -902,21 +941,28 @@ class _Chunk:
                 "match their recorded environment (env_id, env_kwargs, layout_seeds)"
             )
         t0 = time.perf_counter()
-        self.evaluator: _Evaluator | _MonteCarlo = (
-            _Evaluator(models, self.probs, run.metrics)
-            if run.mc_episodes is None
-            else _MonteCarlo(envs, run, self.ids, self.probs)
-        )
-        self.teacher_metrics = self.evaluator.teachers()
-        start_values = self.evaluator.students(np.arange(self.b), self.logits, 0)
-        for name, vals in start_values.items():
-            self.metrics[name][:, 0] = vals
+        self.evaluators: list[_Evaluator | _MonteCarlo] = []
+        for probs in self.g_probs:
+            first = self.evaluators[0] if self.evaluators else None
+            self.evaluators.append(
+                _Evaluator(models, probs, run.metrics, like=first)  # type: ignore[arg-type]
+                if run.mc_episodes is None
+                else _MonteCarlo(envs, run, self.ids, probs)
+            )
+        self.evaluator = self.evaluators[0]
+        self.g_teacher_metrics = [ev.teachers() for ev in self.evaluators]
+        self.teacher_metrics = self.g_teacher_metrics[0]
+        for ev, logits, metrics in zip(self.evaluators, self.g_logits, self.g_metrics, strict=True):
+            for name, vals in ev.students(np.arange(self.b), logits, 0).items():
+                metrics[name][:, 0] = vals
         run.eval_seconds += time.perf_counter() - t0
         if run.iterations == 0:
             return
         if run.compiled:
             self._run_compiled(envs)
             return
+        if len(run.group) > 1:
+            raise ValueError('a group of students needs loop="compiled"')
         live = np.arange(self.b)
         while live.size:
             self._phase(envs, live)
@@ -949,19 +995,21 @@ class _Chunk:
         while True:
             episodes = K.run_mdps(  # type: ignore[call-arg]
                 *tables, limit, state, self.env_buf, self.env_base, self.act_buf,
-                run.iterations, run.eval_index, run.beta_table, run.control, self.probs,
-                self.logp, self.values, self.weights, self.logits, self.critic, run.coef,
+                run.iterations, run.eval_index, run.beta_table, run.control, self.g_probs,
+                self.g_logp, self.g_values, self.weights, self.g_logits, self.g_critic, run.coef,
                 run.codes, run.lr, run.gamma, *work, ep_obs, ep_act, ep_rew, events,
             )  # fmt: skip
             if episodes and run.progress is not None:
-                run.progress(episodes)
+                run.progress(episodes * len(run.group))  # each episode trains G students
             at_eval = np.flatnonzero(events == K.EVENT_EVAL)
             if at_eval.size:
                 t0 = time.perf_counter()
                 points = run.eval_index[state[at_eval, K.DONE]]
-                values = self.evaluator.students(at_eval, self.logits[at_eval], points)
-                for name, vals in values.items():
-                    self.metrics[name][at_eval, points] = vals
+                for ev, logits, metrics in zip(
+                    self.evaluators, self.g_logits, self.g_metrics, strict=True
+                ):
+                    for name, vals in ev.students(at_eval, logits[at_eval], points).items():
+                        metrics[name][at_eval, points] = vals
                 run.eval_seconds += time.perf_counter() - t0
             self._refill_compiled(limit)
             if not (state[:, K.DONE] < run.iterations).any():
@@ -1141,15 +1189,105 @@ def run_distillation(
         ValueError: bad arguments (method, control, critic, metrics, sizes), a method needing
             teacher values the teachers lack, or teachers that do not match their environment.
     """
-    t0 = time.perf_counter()
     if not isinstance(teachers, Teachers):
         raise ValueError(f"teachers must be a Teachers container, got {type(teachers).__name__}")
+    arguments = dict(locals())  # run_distillation's keyword arguments, forwarded as they are
+    del arguments["teachers"], arguments["method"]
+    return _run_group([teachers], method, **arguments)[0]
+
+
+def run_distillation_group(
+    group: Sequence[Teachers], method: str, **kwargs: Any
+) -> list[RunResult]:
+    """Train ``G = len(group)`` students per MDP from the *same* episodes; one result each.
+
+    For a control policy that does not depend on the student (``uniform``, or ``teacher`` when
+    every set of teachers has the same probabilities) the episodes of
+    ``run_distillation(group[g], method, **kwargs)`` are the same for every ``g``: they are
+    generated once and each episode updates the ``G`` students in turn. The results are those
+    of the ``G`` separate calls, bit for bit (tested); the episodes' share of the time is paid
+    once (Fig. 3's uniform-driven curves of three teacher temperatures: about 40% less time).
+
+    Args:
+        group: teachers of the same MDPs (same ``env_id``, ``env_kwargs``, layout seeds and
+            table sizes), e.g. one Q-learning run at several temperatures.
+        method: a method id.
+        kwargs: :func:`run_distillation`'s keyword arguments; ``loop`` must be
+            ``"compiled"``.
+
+    Raises:
+        ValueError: as :func:`run_distillation`; an empty group, teachers of other MDPs, a
+            control policy that depends on the student, teacher control with teachers that
+            differ, or the vector-env loop.
+    """
+    group = list(group)
+    if not group or not all(isinstance(t, Teachers) for t in group):
+        raise ValueError("group must be a non-empty sequence of Teachers containers")
+    first = group[0]
+    for i, t in enumerate(group[1:], 1):
+        same = (
+            t.env_id == first.env_id
+            and dict(t.env_kwargs) == dict(first.env_kwargs)
+            and np.array_equal(np.asarray(t.layout_seeds), np.asarray(first.layout_seeds))
+            and np.array_equal(np.asarray(t.n_indices), np.asarray(first.n_indices))
+            and t.probs.shape == first.probs.shape
+        )
+        if not same:
+            raise ValueError(
+                f"group[{i}] holds teachers of other MDPs than group[0] (env_id, env_kwargs, "
+                "layout seeds and table sizes must be equal)"
+            )
+    if len(group) > 1:
+        spec = M.parse_method(method)
+        control = kwargs.get("control") or spec.default_control
+        if control not in ("uniform", "teacher"):
+            raise ValueError(
+                f"control {control!r} depends on the student: a group of students needs the "
+                "'uniform' or 'teacher' control"
+            )
+        if control == "teacher" and not all(np.array_equal(t.probs, first.probs) for t in group):
+            raise ValueError("teacher control needs teachers with equal probabilities in a group")
+        if kwargs.get("loop", "vector") != "compiled":
+            raise ValueError('a group of students needs loop="compiled"')
+    return _run_group(group, method, **kwargs)
+
+
+def _run_group(
+    group: Sequence[Teachers],
+    method: str,
+    *,
+    control: str | None = None,
+    iterations: int,
+    eval_every: int,
+    lr: float = 0.1,
+    gamma: float = 0.99,
+    critic: str | None = None,
+    seed: int = 0,
+    beta: float | M.BetaSchedule | Callable[[int], float] = 0.5,
+    metrics: Sequence[str] = ("return",),
+    distill_loss: str = "cross_entropy",
+    teacher_prob_floor: float = TEACHER_PROB_FLOOR,
+    chunk_size: int | None = None,
+    memory_budget: float = CHUNK_BUDGET_BYTES,
+    first_mdp: int = 0,
+    max_episode_steps: int | None = None,
+    keep_students: bool = False,
+    compact: bool = True,
+    parallel: bool | None = False,
+    progress: bool | Callable[[int], None] = False,
+    loop: str = "vector",
+    mc_episodes: int | None = None,
+    eval_at: Sequence[int] = (),
+) -> list[RunResult]:
+    """:func:`run_distillation` for a group of teachers of the same MDPs (checked by callers)."""
+    t0 = time.perf_counter()
+    teachers = group[0]
     spec = M.parse_method(method)
     control_name = spec.default_control if control is None else control
     code = M.control_code(control_name)
     mode = spec.critic_mode(critic)
     coef, codes = spec.params(mode, distill_loss)
-    if spec.needs_teacher_values and teachers.values is None:
+    if spec.needs_teacher_values and any(t.values is None for t in group):
         raise ValueError(
             f"method {spec.id!r} needs the teacher's values V_pi, but these {teachers.kind} "
             "teachers have none"
@@ -1207,7 +1345,9 @@ def run_distillation(
     if progress is True:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_mdps * iterations, unit="episode", unit_scale=True, desc=spec.id)
+        bar = tqdm(
+            total=len(group) * n_mdps * iterations, unit="episode", unit_scale=True, desc=spec.id
+        )
         callback = bar.update
     elif callable(progress):
         callback = progress
@@ -1215,82 +1355,92 @@ def run_distillation(
         raise ValueError(f"progress must be True, False or a callable, got {progress!r}")
 
     run = _Run(
-        teachers=teachers, builder=builder, spec=spec, control=code, coef=coef, codes=codes,
-        lr=float(lr), gamma=float(gamma), seed=seed, first_mdp=first_mdp,
+        teachers=teachers, group=group, builder=builder, spec=spec, control=code, coef=coef,
+        codes=codes, lr=float(lr), gamma=float(gamma), seed=seed, first_mdp=first_mdp,
         iterations=iterations, eval_index=eval_index, n_evals=int(points.size),
         beta_table=beta_table, metrics=metrics, floor=float(teacher_prob_floor),
         compact=bool(compact), progress=callback, compiled=loop == "compiled",
         mc_episodes=mc_episodes,
     )  # fmt: skip
-    student_metrics = {name: np.empty((n_mdps, points.size)) for name in metrics}
-    teacher_metrics = {name: np.empty(n_mdps) for name in metrics}
+    n_group = len(group)
+    student_metrics = [{name: np.empty((n_mdps, points.size)) for name in metrics} for _ in group]
+    teacher_metrics = [{name: np.empty(n_mdps) for name in metrics} for _ in group]
     env_steps = np.zeros(n_mdps, dtype=np.int64)
-    logits = np.zeros(teachers.probs.shape) if keep_students else None
-    critics = np.zeros(teachers.probs.shape[:2]) if keep_students else None
+    logits = np.zeros((n_group, *teachers.probs.shape)) if keep_students else None
+    critics = np.zeros((n_group, *teachers.probs.shape[:2])) if keep_students else None
     try:
         for start in range(0, n_mdps, chunk_size):
             stop = min(n_mdps, start + chunk_size)
             chunk = _Chunk(run, start, stop)
             chunk.run_chunk()
-            for name in metrics:
-                student_metrics[name][start:stop] = chunk.metrics[name]
-                teacher_metrics[name][start:stop] = chunk.teacher_metrics[name]
+            for g in range(n_group):
+                for name in metrics:
+                    student_metrics[g][name][start:stop] = chunk.g_metrics[g][name]
+                    teacher_metrics[g][name][start:stop] = chunk.g_teacher_metrics[g][name]
             env_steps[start:stop] = chunk.mdp_state[:, K.STEPS]
             if logits is not None and critics is not None:
-                logits[start:stop] = chunk.logits
-                critics[start:stop] = chunk.critic
+                logits[:, start:stop] = chunk.g_logits
+                critics[:, start:stop] = chunk.g_critic
             del chunk
     finally:
         if bar is not None:
             bar.close()
     if logits is not None and not np.all(np.isfinite(logits)):
         raise FloatingPointError("a student's logits diverged (non-finite); lower lr")
-    settings = {
-        "method": spec.id,
-        "control": control_name,
-        "critic": mode,
-        "lr": float(lr),
-        "gamma": float(gamma),
-        "seed": seed,
-        "first_mdp": first_mdp,
-        "n_mdps": n_mdps,
-        "iterations": iterations,
-        "eval_every": eval_every,
-        "beta": _describe_beta(schedule) if code == M.CONTROL_MIXTURE else None,
-        "distill_loss": distill_loss,
-        "teacher_prob_floor": float(teacher_prob_floor),
-        "metrics": list(metrics),
-        "evaluation": "exact" if mc_episodes is None else f"monte_carlo:{mc_episodes}",
-        "chunk_size": chunk_size,
-        "max_episode_steps": max_episode_steps,
-        "env_id": teachers.env_id,
-        "env_kwargs": dict(teachers.env_kwargs),
-        "teacher_kind": teachers.kind,
-        "teacher_temperature": teachers.temperature,
-        "teacher_noise": teachers.noise,
-    }
-    return RunResult(
-        method=spec.id,
-        control=control_name,
-        iterations=iterations,
-        eval_every=eval_every,
-        eval_iterations=points,
-        metrics=student_metrics,
-        teacher_metrics=teacher_metrics,
-        env_steps=env_steps,
-        mdp_indices=np.arange(first_mdp, first_mdp + n_mdps, dtype=np.int64),
-        layout_seeds=np.asarray(teachers.layout_seeds, dtype=np.int64).copy(),
-        n_indices=np.asarray(teachers.n_indices, dtype=np.int64).copy(),
-        settings=settings,
-        wall_seconds=time.perf_counter() - t0,
-        step_calls=run.step_calls,
-        env_builds=run.env_builds,
-        sub_env_steps=run.sub_env_steps,
-        build_seconds=run.build_seconds,
-        eval_seconds=run.eval_seconds,
-        logits=logits,
-        critic=critics,
-    )
+    wall = time.perf_counter() - t0
+    results = []
+    for g, member in enumerate(group):
+        settings = {
+            "method": spec.id,
+            "control": control_name,
+            "critic": mode,
+            "lr": float(lr),
+            "gamma": float(gamma),
+            "seed": seed,
+            "first_mdp": first_mdp,
+            "n_mdps": n_mdps,
+            "iterations": iterations,
+            "eval_every": eval_every,
+            "beta": _describe_beta(schedule) if code == M.CONTROL_MIXTURE else None,
+            "distill_loss": distill_loss,
+            "teacher_prob_floor": float(teacher_prob_floor),
+            "metrics": list(metrics),
+            "evaluation": "exact" if mc_episodes is None else f"monte_carlo:{mc_episodes}",
+            "chunk_size": chunk_size,
+            "max_episode_steps": max_episode_steps,
+            "env_id": member.env_id,
+            "env_kwargs": dict(member.env_kwargs),
+            "teacher_kind": member.kind,
+            "teacher_temperature": member.temperature,
+            "teacher_noise": member.noise,
+            **({"group_size": n_group} if n_group > 1 else {}),
+        }
+        # In a group, the times and counts are the whole group's (its students share them).
+        results.append(
+            RunResult(
+                method=spec.id,
+                control=control_name,
+                iterations=iterations,
+                eval_every=eval_every,
+                eval_iterations=points,
+                metrics=student_metrics[g],
+                teacher_metrics=teacher_metrics[g],
+                env_steps=env_steps.copy(),
+                mdp_indices=np.arange(first_mdp, first_mdp + n_mdps, dtype=np.int64),
+                layout_seeds=np.asarray(member.layout_seeds, dtype=np.int64).copy(),
+                n_indices=np.asarray(member.n_indices, dtype=np.int64).copy(),
+                settings=settings,
+                wall_seconds=wall,
+                step_calls=run.step_calls,
+                env_builds=run.env_builds,
+                sub_env_steps=run.sub_env_steps,
+                build_seconds=run.build_seconds,
+                eval_seconds=run.eval_seconds,
+                logits=None if logits is None else logits[g],
+                critic=None if critics is None else critics[g],
+            )
+        )
+    return results
 
 
 def _describe_beta(schedule: Any) -> Any:

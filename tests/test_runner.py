@@ -231,6 +231,63 @@ def test_compiled_loop_gives_the_vector_loops_students_bit_for_bit(
     )
 
 
+GROUP_CASES = [
+    ("on_policy_distill", {"control": "uniform", "metrics": R.METRICS}),
+    ("teacher_v_reward", {"control": "uniform", "critic": "td"}),
+    ("kl_regularised", {"control": "uniform", "critic": "mc"}),
+    ("teacher_v_reward", {"control": "teacher", "critic": "td"}),
+]
+
+
+@pytest.mark.parametrize(("method", "kwargs"), GROUP_CASES)
+def test_a_group_trains_each_student_as_its_own_run_would(grids, method, kwargs, monkeypatch):
+    from distill_agents.teachers import noisy_teachers
+
+    part = subset(grids, 0, 9)
+    if kwargs["control"] == "teacher":  # the same control policy, other values
+        assert part.values is not None
+        group = [part, part.replace(values=0.5 * part.values)]
+    else:
+        group = [part, noisy_teachers(part, 0.3, seed=1), noisy_teachers(part, 0.6, seed=2)]
+    kw = {"iterations": 60, "eval_every": 20, "seed": 4, "keep_students": True, **kwargs}
+    monkeypatch.setattr(R, "COMPILED_BUFFER", 64)  # refills mid-run
+    seen: list[int] = []
+    together = R.run_distillation_group(
+        group, method, loop="compiled", chunk_size=4, progress=seen.append, **kw
+    )
+    assert sum(seen) == len(group) * 9 * 60
+    assert len(together) == len(group)
+    for teachers, result in zip(group, together, strict=True):
+        _assert_same(R.run_distillation(teachers, method, loop="compiled", **kw), result)
+        assert result.settings["group_size"] == len(group)
+    # The students differ (they learn from different teachers).
+    assert not np.array_equal(together[0].logits, together[1].logits)
+
+
+def test_a_group_refuses_what_it_cannot_share(grids):
+    from distill_agents.teachers import noisy_teachers
+
+    part = subset(grids, 0, 3)
+    other = noisy_teachers(part, 0.5, seed=1)
+    kw = {"iterations": 2, "eval_every": 1, "loop": "compiled"}
+    with pytest.raises(ValueError, match="depends on the student"):
+        R.run_distillation_group([part, other], "on_policy_distill", control="student", **kw)
+    with pytest.raises(ValueError, match="depends on the student"):
+        R.run_distillation_group([part, other], "on_policy_distill", **kw)  # its own: student
+    with pytest.raises(ValueError, match="equal probabilities"):
+        R.run_distillation_group([part, other], "teacher_distill", **kw)
+    with pytest.raises(ValueError, match="other MDPs"):
+        R.run_distillation_group([part, subset(grids, 3, 6)], "teacher_distill", **kw)
+    vector = {**kw, "loop": "vector"}
+    with pytest.raises(ValueError, match='loop="compiled"'):
+        R.run_distillation_group([part, other], "on_policy_distill", control="uniform", **vector)
+    with pytest.raises(ValueError, match="non-empty"):
+        R.run_distillation_group([], "on_policy_distill", **kw)
+    # A group of one is run_distillation.
+    (alone,) = R.run_distillation_group([part], "on_policy_distill", keep_students=True, **kw)
+    _assert_same(alone, R.run_distillation(part, "on_policy_distill", keep_students=True, **kw))
+
+
 def test_compiled_loop_reports_progress_and_rejects_unknown_loops(grids):
     part = subset(grids, 0, 3)
     seen: list[int] = []
