@@ -702,25 +702,32 @@ def _diverged(err: BaseException) -> bool:
     )
 
 
+def _run_kwargs(piece: _Piece, a: int, progress: Any, iterations: int) -> dict[str, Any]:
+    """The runner's keyword arguments for MDPs from ``a`` of a piece."""
+    return {
+        "control": piece.control,
+        "iterations": iterations,
+        "eval_every": piece.settings.eval_every if iterations else 1,
+        "eval_at": [i for i in piece.settings.early if i <= iterations],
+        "lr": piece.lr,
+        "gamma": piece.gamma,
+        "critic": piece.critic,
+        "seed": piece.settings.seed,
+        "metrics": piece.metrics,
+        "first_mdp": piece.lo + a,
+        "progress": progress if progress is not None and iterations else False,
+        "loop": "compiled",
+        "mc_episodes": piece.settings.mc_episodes,
+    }
+
+
 def _run_range(piece: _Piece, teachers: Any, a: int, b: int, progress: Any, iterations: int) -> Any:
     from distill_agents import runner
 
     return runner.run_distillation(
         teachers.subset(a, b) if (a, b) != (0, teachers.n_mdps) else teachers,
         piece.method,
-        control=piece.control,
-        iterations=iterations,
-        eval_every=piece.settings.eval_every if iterations else 1,
-        eval_at=[i for i in piece.settings.early if i <= iterations],
-        lr=piece.lr,
-        gamma=piece.gamma,
-        critic=piece.critic,
-        seed=piece.settings.seed,
-        metrics=piece.metrics,
-        first_mdp=piece.lo + a,
-        progress=progress if progress is not None and iterations else False,
-        loop="compiled",
-        mc_episodes=piece.settings.mc_episodes,
+        **_run_kwargs(piece, a, progress, iterations),
     )
 
 
@@ -746,13 +753,28 @@ def _bisect(
         _bisect(piece, teachers, mid, b, progress, out)
 
 
-def _compute_piece(piece: _Piece, progress: Callable[[int], None] | None = None) -> float:
-    """Run one piece and write its file; returns its wall seconds."""
+def _compute_job(job: Sequence[_Piece], progress: Callable[[int], None] | None = None) -> float:
+    """Run a job (one piece, or a group of pieces sharing their episodes) and write its files.
+
+    Returns the job's wall seconds.
+    """
     from distill_agents.storage import save_arrays
 
-    arrays, meta = _piece_arrays(piece, progress)
-    save_arrays(piece.path, _PIECE_KIND, arrays, meta)
-    return float(meta["wall_seconds"])
+    t0 = time.perf_counter()
+    outputs = [_piece_arrays(job[0], progress)] if len(job) == 1 else _group_arrays(job, progress)
+    for piece, (arrays, meta) in zip(job, outputs, strict=True):
+        save_arrays(piece.path, _PIECE_KIND, arrays, meta)
+    return time.perf_counter() - t0
+
+
+def _worker_progress(
+    progress: Callable[[int], None] | None,
+) -> tuple[Callable[[int], None] | None, _QueueProgress | None]:
+    """``progress``, or in a pool's worker the queue to the parent's bar (flushed at the end)."""
+    if progress is None and _QUEUE is not None:
+        queue_progress = _QueueProgress(_QUEUE)
+        return queue_progress, queue_progress
+    return progress, None
 
 
 def _piece_arrays(
@@ -765,15 +787,95 @@ def _piece_arrays(
     diverged (the JSON summary reports them per curve).
     """
     t0 = time.perf_counter()
-    queue_progress = None
-    if progress is None and _QUEUE is not None:
-        queue_progress = _QueueProgress(_QUEUE)
-        progress = queue_progress
+    progress, queue_progress = _worker_progress(progress)
     teachers = _piece_teachers(piece)
     parts: list[tuple[int, Any]] = []
     _bisect(piece, teachers, 0, teachers.n_mdps, progress, parts)
     if queue_progress is not None:
         queue_progress.flush()
+    return _assembled(piece, teachers, parts, time.perf_counter() - t0, {})
+
+
+def group_key(piece: _Piece) -> str | None:
+    """Pieces with the same key train from the same episodes (``None``: the piece runs alone).
+
+    Uniform-driven curves of one method on the same MDPs (Fig. 3's three teacher temperatures):
+    their episodes do not depend on the student, nor on the teacher.
+    """
+    control = piece.control or M.parse_method(piece.method).default_control
+    if control != "uniform":
+        return None
+    return _canonical(
+        {
+            **_env_key(piece.spec, piece.settings.seed),
+            "method": piece.method,
+            "critic": piece.critic,
+            "lr": piece.lr,
+            "gamma": piece.gamma,
+            "metrics": list(piece.metrics),
+            "settings": piece.settings.manifest(),
+            "range": [piece.lo, piece.hi],
+        }
+    )
+
+
+def jobs_of(pieces: Sequence[_Piece]) -> list[list[_Piece]]:
+    """The pieces as jobs: those with the same :func:`group_key` together (first-seen order)."""
+    jobs: list[list[_Piece]] = []
+    groups: dict[str, list[_Piece]] = {}
+    for piece in pieces:
+        key = group_key(piece)
+        if key is None:
+            jobs.append([piece])
+        elif key in groups:
+            groups[key].append(piece)
+        else:
+            groups[key] = [piece]
+            jobs.append(groups[key])
+    return jobs
+
+
+def _group_arrays(
+    job: Sequence[_Piece], progress: Callable[[int], None] | None = None
+) -> list[tuple[dict[str, NDArray], dict[str, Any]]]:
+    """Run a group of pieces with :func:`~distill_agents.runner.run_distillation_group`.
+
+    The same numbers as running each piece alone. The group's wall time and its build and
+    evaluation times are split evenly among its pieces. If a student diverges the pieces run
+    one by one instead (each then halves around it; their progress is counted again).
+    """
+    from distill_agents import runner
+
+    t0 = time.perf_counter()
+    progress, queue_progress = _worker_progress(progress)
+    teachers = [_make_piece_teachers(piece) for piece in job]
+    first = job[0]
+    try:
+        results = runner.run_distillation_group(
+            teachers, first.method, **_run_kwargs(first, 0, progress, first.settings.iterations)
+        )
+    except (ValueError, FloatingPointError) as err:
+        if not _diverged(err):
+            raise
+        return [_piece_arrays(piece, progress) for piece in job]
+    finally:
+        if queue_progress is not None:
+            queue_progress.flush()
+    share = (time.perf_counter() - t0) / len(job)
+    return [
+        _assembled(piece, t, [(0, result)], share, {"group_size": len(job)})
+        for piece, t, result in zip(job, teachers, results, strict=True)
+    ]
+
+
+def _assembled(
+    piece: _Piece,
+    teachers: Any,
+    parts: list[tuple[int, Any]],
+    seconds: float,
+    extra: Mapping[str, Any],
+) -> tuple[dict[str, NDArray], dict[str, Any]]:
+    """A piece file's ``(arrays, meta)`` from its runs ``(first MDP, result or None)``."""
     parts.sort(key=lambda part: part[0])
     b = teachers.n_mdps
     points = eval_points_of(
@@ -784,6 +886,7 @@ def _piece_arrays(
     teacher = {name: np.full(b, np.nan) for name in piece.metrics}
     diverged: list[int] = []
     stats = {"sub_env_steps": 0, "build_seconds": 0.0, "eval_seconds": 0.0}
+    share = 1.0 / float(extra.get("group_size", 1))
     for a, result in parts:
         if result is None:  # the teacher's own numbers still count
             diverged.append(piece.lo + a)
@@ -797,18 +900,18 @@ def _piece_arrays(
             student[name][a : a + n] = result.metrics[name]
             teacher[name][a : a + n] = result.teacher_metrics[name]
         stats["sub_env_steps"] += int(result.sub_env_steps)
-        stats["build_seconds"] += float(result.build_seconds)
-        stats["eval_seconds"] += float(result.eval_seconds)
+        stats["build_seconds"] += float(result.build_seconds) * share
+        stats["eval_seconds"] += float(result.eval_seconds) * share
     arrays: dict[str, NDArray] = {"env_steps": env_steps, "eval_iterations": points}
     for name in piece.metrics:
         arrays[f"student_{name}"] = student[name]
         arrays[f"teacher_{name}"] = teacher[name]
-    seconds = time.perf_counter() - t0
     meta = {
         "key": json.loads(_canonical(piece.key)),
         "wall_seconds": seconds,
         "diverged": diverged,
         **stats,
+        **extra,
     }
     return arrays, meta
 
@@ -855,10 +958,20 @@ def _expected_cost(piece: _Piece) -> float:
     )
 
 
+def _job_cost(job: Sequence[_Piece]) -> float:
+    """:func:`_expected_cost` of a job; a group pays for its episodes once.
+
+    Measured: three uniform-driven students in one group train in 0.46 of the time of three
+    separate runs.
+    """
+    total = sum(_expected_cost(piece) for piece in job)
+    return total if len(job) == 1 else total / 2.0
+
+
 def _run_pieces(
-    pieces: Sequence[_Piece], workers: int, bar: Any
+    jobs: Sequence[Sequence[_Piece]], workers: int, bar: Any
 ) -> None:  # pragma: no cover - exercised with workers > 1 in the slow tests
-    """Run ``pieces`` in ``workers`` spawned processes, updating ``bar`` as episodes finish."""
+    """Run ``jobs`` in ``workers`` spawned processes, updating ``bar`` as episodes finish."""
     import concurrent.futures as cf
     import multiprocessing as mp
     import queue as queue_module
@@ -869,7 +982,7 @@ def _run_pieces(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, 1)
     )
     try:
-        futures = [executor.submit(_compute_piece, p) for p in pieces]
+        futures = [executor.submit(_compute_job, job) for job in jobs]
         pending = set(futures)
         while pending:
             done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
@@ -1056,15 +1169,18 @@ def _curve_figure(
         ) as bar:
             if workers is None:  # processes pay off only for real work (spawning takes seconds)
                 workers = _default_workers() if total >= PARALLEL_EPISODES else 1
-            # In parallel, the longest pieces first: none is left running alone at the end.
-            longest_first = sorted(todo, key=_expected_cost, reverse=True)
-            if backend == "ray":
-                _run_pieces_ray(longest_first, bar)
-            elif workers > 1 and len(todo) > 1:
-                _run_pieces(longest_first, min(workers, len(todo)), bar)
+            if backend == "ray":  # one task per piece (no groups)
+                _run_pieces_ray(sorted(todo, key=_expected_cost, reverse=True), bar)
             else:
-                for piece in todo:
-                    _compute_piece(piece, progress=bar.update)
+                # Pieces sharing their episodes run as one job; in parallel, the longest jobs
+                # first: none is left running alone at the end.
+                jobs = jobs_of(todo)
+                if workers > 1 and len(jobs) > 1:
+                    longest_first = sorted(jobs, key=_job_cost, reverse=True)
+                    _run_pieces(longest_first, min(workers, len(jobs)), bar)
+                else:
+                    for job in jobs:
+                        _compute_job(job, progress=bar.update)
         for piece in todo:
             found = _load_piece(Path(piece.path), piece.key)
             if found is None:

@@ -469,3 +469,62 @@ def test_longest_pieces_are_expected_to_cost_most():
     )
     assert cost("fig4", "A=40", "baseline") > cost("fig4", "A=4", "baseline")
     assert cost("fig3", "T=0", "uniform_driven") > cost("fig3", "T=0", "student_driven")
+
+
+FIG3_SMALL = ["fig3", "--mdps", "4", "--iterations", "30", "--teacher-episodes", "30",
+              "--eval-points", "3"]  # fmt: skip
+
+
+def test_grouped_pieces_give_the_numbers_of_pieces_run_alone(tmp_path, capsys, monkeypatch):
+    # Fig. 3's uniform-driven curves of the three temperatures train from shared episodes
+    # (one job); run alone, each piece gives the same bytes.
+    settings = reproduce.figure_settings("fig3", mdps=4, iterations=30, eval_points=3)
+    exp = get_experiment("fig3")
+    pieces = [
+        reproduce._Piece(
+            key={},
+            path=f"{panel.name}/{curve.label}",
+            spec=panel.teacher,
+            method=curve.method,
+            control=curve.control,
+            critic=None,
+            lr=exp.lr,
+            gamma=exp.gamma,
+            metrics=exp.metrics,
+            settings=settings,
+            lo=lo,
+            hi=lo + 2,
+            teacher_file=None,
+        )
+        for panel in exp.panels
+        for curve in panel.curves
+        for lo in (0, 2)
+    ]
+    jobs = reproduce.jobs_of(pieces)
+    grouped = [job for job in jobs if len(job) > 1]
+    assert len(jobs) == 2 * 2 * 3 + 2 and len(grouped) == 2  # one group per MDP range
+    for job in grouped:
+        assert {p.control for p in job} == {"uniform"} and len({p.lo for p in job}) == 1
+        assert [p.spec.temperature for p in job] == [0.0, 0.01, 0.1]
+
+    together, alone = tmp_path / "together", tmp_path / "alone"
+    assert _run(capsys, *FIG3_SMALL, "--out", str(together))[0] == 0
+    monkeypatch.setattr(reproduce, "group_key", lambda piece: None)
+    assert _run(capsys, *FIG3_SMALL, "--out", str(alone))[0] == 0
+    assert together.joinpath("fig3.csv").read_bytes() == alone.joinpath("fig3.csv").read_bytes()
+
+
+def test_a_group_with_a_diverging_student_runs_its_pieces_alone(tmp_path, capsys, monkeypatch):
+    reference = tmp_path / "reference"
+    assert _run(capsys, *FIG3_SMALL, "--out", str(reference))[0] == 0
+    calls = []
+
+    def diverging(group, method, **kwargs):
+        calls.append(len(group))
+        raise FloatingPointError("a student's logits diverged (non-finite); lower lr")
+
+    monkeypatch.setattr(runner, "run_distillation_group", diverging)
+    out = tmp_path / "out"
+    assert _run(capsys, *FIG3_SMALL, "--out", str(out))[0] == 0
+    assert calls == [3]  # the group (4 MDPs: one range) tried, then its pieces one by one
+    assert out.joinpath("fig3.csv").read_bytes() == reference.joinpath("fig3.csv").read_bytes()
