@@ -120,6 +120,8 @@ PIECE_TABLES = 8
 #: With ``--workers`` unset, pieces run in several processes only if they hold this many
 #: training episodes in total (below it, spawning the processes costs more than it saves).
 PARALLEL_EPISODES = 200_000
+#: Discount of the planned (optimal, adversarial) teachers' value iteration.
+PLANNING_GAMMA = 0.99
 #: Extra attempts of a failed Ray task (``--backend ray``).
 RAY_RETRIES = 3
 #: Episodes per control policy and evaluation of ``--mc`` without a count.
@@ -370,6 +372,20 @@ def _trained_key(spec: X.TeacherSpec, settings: FigureSettings) -> dict[str, Any
     return key
 
 
+def _planned_key(spec: X.TeacherSpec, settings: FigureSettings, lo: int, hi: int) -> dict[str, Any]:
+    """Identity of the planned teachers of MDPs ``lo .. hi - 1`` (before noise)."""
+    return {
+        "state_version": STATE_VERSION,
+        "version": _version(),
+        "code": code_digest(),
+        "kind": spec.kind,
+        **_env_key(spec, settings.seed),
+        "temperature": spec.temperature,
+        "gamma": PLANNING_GAMMA,
+        "mdps": [lo, hi],
+    }
+
+
 def _teacher_key(spec: X.TeacherSpec, settings: FigureSettings) -> dict[str, Any]:
     """Identity of a panel's teachers."""
     if spec.trained:
@@ -412,6 +428,9 @@ class _Piece:
     lo: int
     hi: int
     teacher_file: str | None
+    #: Where the planned (optimal, adversarial) teachers of the range are kept once made: every
+    #: curve of a panel, and the panels of other figures with the same teachers, load them.
+    planned_file: str | None = None
 
     @property
     def episodes(self) -> int:
@@ -561,7 +580,6 @@ def _piece_teachers(piece: _Piece) -> Any:
 
 def _make_piece_teachers(piece: _Piece) -> Any:
     from distill_agents import teachers as T
-    from distill_agents.teacher_training import TeacherEnv
 
     spec, settings, lo, hi = piece.spec, piece.settings, piece.lo, piece.hi
     if spec.trained:
@@ -582,19 +600,43 @@ def _make_piece_teachers(piece: _Piece) -> Any:
         else:
             teachers = base
     else:
-        env = TeacherEnv(spec.env_id, dict(spec.env_kwargs), layout_base=settings.seed)
-        models = env.make_vec(list(range(lo, hi))).models
-        teachers = T.planned_teachers(
-            models,
-            minimise=spec.kind == "adversarial",
-            temperature=float(spec.temperature or 0.0),
-            layout_seeds=np.array([env.layout_seed(i) for i in range(lo, hi)], dtype=np.int64),
-            env_id=spec.env_id,
-            env_kwargs=env.env_kwargs,
-            settings={"seed": settings.seed, "gamma": 0.99},
-        ).replace(q_values=None)
+        teachers = _planned_teachers(piece)
     if spec.noise > 0.0:
         teachers = T.noisy_teachers(teachers, spec.noise, settings.seed, first_mdp=lo)
+    return teachers
+
+
+def _planned_teachers(piece: _Piece) -> Any:
+    """The planned teachers of a piece's MDPs: from its ``planned_file``, else planned (and kept).
+
+    Value iteration on 500 20x20 grids takes ~9 s: once per panel and range instead of once
+    per piece (Figs. 4 and 10 share theirs). A damaged file is planned again.
+    """
+    from distill_agents import teachers as T
+    from distill_agents.storage import FileFormatError
+    from distill_agents.teacher_training import TeacherEnv
+
+    spec, settings, lo, hi = piece.spec, piece.settings, piece.lo, piece.hi
+    path = piece.planned_file
+    if path is not None and Path(path).is_file():
+        with contextlib.suppress(FileFormatError, OSError, ValueError):
+            kept = T.Teachers.load(path)
+            if kept.n_mdps == hi - lo and kept.env_id == spec.env_id:
+                return kept
+    env = TeacherEnv(spec.env_id, dict(spec.env_kwargs), layout_base=settings.seed)
+    models = env.make_vec(list(range(lo, hi))).models
+    teachers = T.planned_teachers(
+        models,
+        minimise=spec.kind == "adversarial",
+        temperature=float(spec.temperature or 0.0),
+        layout_seeds=np.array([env.layout_seed(i) for i in range(lo, hi)], dtype=np.int64),
+        env_id=spec.env_id,
+        env_kwargs=env.env_kwargs,
+        settings={"seed": settings.seed, "gamma": PLANNING_GAMMA},
+    ).replace(q_values=None)
+    if path is not None:  # written atomically: a concurrent worker reads a whole file or none
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        teachers.save(path)
     return teachers
 
 
@@ -1128,6 +1170,9 @@ def _curve_figure(
                         lo=lo,
                         hi=hi,
                         teacher_file=None,
+                        planned_file=None
+                        if spec.trained or backend == "ray"  # Ray nodes: no shared disk
+                        else str(state.teacher_paths(_planned_key(spec, settings, lo, hi))[0]),
                     )
                 )
             plan.append((panel, curve, pieces))

@@ -528,3 +528,33 @@ def test_a_group_with_a_diverging_student_runs_its_pieces_alone(tmp_path, capsys
     assert _run(capsys, *FIG3_SMALL, "--out", str(out))[0] == 0
     assert calls == [3]  # the group (4 MDPs: one range) tried, then its pieces one by one
     assert out.joinpath("fig3.csv").read_bytes() == reference.joinpath("fig3.csv").read_bytes()
+
+
+def test_planned_teachers_are_made_once_per_panel_and_range(tmp_path, capsys, monkeypatch):
+    from distill_agents import teachers as T
+
+    real = T.planned_teachers
+    planned = []
+
+    def counting(models, **kwargs):
+        planned.append(models.n_envs)
+        return real(models, **kwargs)
+
+    monkeypatch.setattr(T, "planned_teachers", counting)
+    small = ["--mdps", "4", "--iterations", "20", "--eval-points", "2", "--max-actions", "4"]
+    assert _run(capsys, "fig4", *small, "--out", str(tmp_path))[0] == 0
+    assert planned == [4]  # the panel's four curves, one range: planned once
+    fig4 = tmp_path.joinpath("fig4.csv").read_bytes()
+    # Fig. 10's A=4 panel has the same teachers: none planned again.
+    assert _run(capsys, "fig10", *small, "--out", str(tmp_path))[0] == 0
+    assert planned == [4]
+    # Without the kept teachers (or with a damaged file): planned again, the same numbers.
+    kept = [p for p in (tmp_path / ".state" / "teachers").glob("*.npz")]
+    assert len(kept) == 1
+    kept[0].write_bytes(b"damaged")
+    for piece in (tmp_path / ".state" / "pieces").glob("*.npz"):
+        piece.unlink()
+    reproduce._PIECE_CACHE.clear()  # this process's last teachers (a new run starts without)
+    assert _run(capsys, "fig4", *small, "--out", str(tmp_path))[0] == 0
+    assert planned == [4, 4]
+    assert tmp_path.joinpath("fig4.csv").read_bytes() == fig4
