@@ -80,6 +80,7 @@ Memory
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -143,6 +144,10 @@ ENV_BUFFER = 2048
 #: Uniforms of each stream buffered per MDP by the compiled loop (``loop="compiled"``); a
 #: buffer is refilled when a whole episode might not fit in what is left of it.
 COMPILED_BUFFER = 8192
+#: Builds of chunks kept per process for the compiled loop (:func:`_built_chunk`) ...
+BUILT_CACHE_ENTRIES = 2
+#: ... if their models and outcome tables take at most this many bytes.
+BUILT_CACHE_BYTES = 400e6
 #: The runner's loops (:func:`run_distillation`).
 LOOPS = ("vector", "compiled")
 #: Compaction is considered every this many ``step`` calls ...
@@ -452,6 +457,15 @@ class _EnvBuilder:
         kwargs["parallel"] = parallel
         self.kwargs = kwargs
 
+    def key(self, mdps: Sequence[int] | NDArray[np.int64]) -> tuple[Any, ...]:
+        """What :meth:`make`'s vector env for ``mdps`` is a function of (for caches)."""
+        which: Any = (
+            tuple(int(s) for s in self.layout_seeds[np.asarray(mdps, dtype=np.int64)])
+            if self.per_mdp_layouts
+            else len(mdps)  # a shared layout, or an env without layouts: the MDPs are equal
+        )
+        return (self.env_id, json.dumps(self.kwargs, sort_keys=True, default=str), which)
+
     def make(self, mdps: Sequence[int] | NDArray[np.int64]) -> Any:
         """A vector env whose sub-env ``j`` is the teachers' MDP ``mdps[j]``."""
         mdps = [int(m) for m in mdps]
@@ -479,6 +493,45 @@ class _EnvBuilder:
             for m, layout in zip(mdps, envs.layouts, strict=True):  # type: ignore[attr-defined]
                 self._layouts[m] = list(layout)
         return envs
+
+
+@dataclass
+class _Built:
+    """What the compiled loop and the exact evaluation need of a chunk's vector env."""
+
+    models: Any
+    tables: tuple[Any, ...]
+    limit: int | None
+    evaluator: _Evaluator | None = None  # its model parts are shared by later evaluators
+
+
+#: Chunks built in this process, most recent last (see :func:`_built_chunk`).
+_BUILT: dict[tuple[Any, ...], _Built] = {}
+
+
+def _built_chunk(builder: _EnvBuilder, mdps: NDArray[np.int64]) -> tuple[_Built, bool]:
+    """The models and outcome tables of MDPs ``mdps``; ``(built, whether it was built now)``.
+
+    The last :data:`BUILT_CACHE_ENTRIES` builds of at most :data:`BUILT_CACHE_BYTES` each are
+    kept, so runs on the same MDPs in a row (``reproduce``'s curves of a panel, and panels on
+    the same MDPs) build them once. Nothing in them is written to after the build.
+    """
+    key = builder.key(mdps)
+    built = _BUILT.pop(key, None)
+    fresh = built is None
+    if built is None:
+        envs = builder.make(mdps)
+        built = _Built(envs.models, envs.outcome_tables(), envs.max_episode_steps)
+        envs.close()
+    size = sum(int(getattr(a, "nbytes", 0)) for a in built.tables) + sum(
+        int(getattr(built.models, name).nbytes)
+        for name in ("next_states", "next_probs", "next_rewards")
+    )
+    if size <= BUILT_CACHE_BYTES:
+        _BUILT[key] = built
+        while len(_BUILT) > BUILT_CACHE_ENTRIES:
+            del _BUILT[next(iter(_BUILT))]
+    return built, fresh
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -927,9 +980,16 @@ class _Chunk:
     def run_chunk(self) -> None:
         run = self.run
         t0 = time.perf_counter()
-        envs = run.builder.make(self.ids)
-        run.env_builds += 1
-        models = envs.models
+        built: _Built | None = None
+        if run.compiled and run.mc_episodes is None:  # only tables: a kept build serves
+            built, fresh = _built_chunk(run.builder, self.ids)
+            run.env_builds += int(fresh)
+            envs: Any = None
+            models = built.models
+        else:
+            envs = run.builder.make(self.ids)
+            run.env_builds += 1
+            models = envs.models
         run.build_seconds += time.perf_counter() - t0
         expected = run.teachers.n_indices[self.ids]
         bad = np.flatnonzero(np.asarray(models.n_indices) != expected)
@@ -943,12 +1003,16 @@ class _Chunk:
         t0 = time.perf_counter()
         self.evaluators: list[_Evaluator | _MonteCarlo] = []
         for probs in self.g_probs:
-            first = self.evaluators[0] if self.evaluators else None
-            self.evaluators.append(
-                _Evaluator(models, probs, run.metrics, like=first)  # type: ignore[arg-type]
-                if run.mc_episodes is None
-                else _MonteCarlo(envs, run, self.ids, probs)
-            )
+            if run.mc_episodes is not None:
+                self.evaluators.append(_MonteCarlo(envs, run, self.ids, probs))
+                continue
+            like = built.evaluator if built is not None else None
+            if self.evaluators:
+                like = self.evaluators[0]  # type: ignore[assignment]
+            evaluator = _Evaluator(models, probs, run.metrics, like=like)
+            self.evaluators.append(evaluator)
+            if built is not None and built.evaluator is None:
+                built.evaluator = evaluator
         self.evaluator = self.evaluators[0]
         self.g_teacher_metrics = [ev.teachers() for ev in self.evaluators]
         self.teacher_metrics = self.g_teacher_metrics[0]
@@ -959,7 +1023,10 @@ class _Chunk:
         if run.iterations == 0:
             return
         if run.compiled:
-            self._run_compiled(envs)
+            if built is None:
+                built = _Built(models, envs.outcome_tables(), envs.max_episode_steps)
+                envs.close()
+            self._run_compiled(built)
             return
         if len(run.group) > 1:
             raise ValueError('a group of students needs loop="compiled"')
@@ -974,14 +1041,13 @@ class _Chunk:
                 run.build_seconds += time.perf_counter() - t0
         self._flush()
 
-    def _run_compiled(self, envs: Any) -> None:
+    def _run_compiled(self, built: _Built) -> None:
         """Train every MDP of the chunk with the compiled loop (:func:`K.run_mdps`)."""
         run = self.run
-        limit = envs.max_episode_steps
+        limit = built.limit
         if limit is None:
             raise ValueError("the runner needs a time limit: max_episode_steps must not be None")
-        tables = envs.outcome_tables()
-        envs.close()
+        tables = built.tables
         # Longer buffers than the vector loop's: continue each stream where its buffer ends.
         length = max(COMPILED_BUFFER, 2 * (limit + 1))
         self.act_buf = self._extended(self.act_buf, self.act_gens, length)

@@ -579,3 +579,27 @@ def test_bench_prints_the_student_runners_lines():
     text = bench.format_students(out)
     assert "vector-env loop" in text and "compiled loop" in text
     assert f"{out['compiled_ratio']:.2f}x" in text and "same students in both loops: True" in text
+
+
+def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch):
+    R._BUILT.clear()
+    part, other = subset(grids, 0, 4), subset(grids, 4, 8)
+    kw = {"iterations": 20, "eval_every": 10, "loop": "compiled", "keep_students": True}
+    first = R.run_distillation(part, "on_policy_distill", metrics=R.METRICS, **kw)
+    assert first.env_builds == 1
+    again = R.run_distillation(part, "on_policy_distill", metrics=R.METRICS, **kw)
+    assert again.env_builds == 0  # kept
+    _assert_same(first, again)
+    assert R.run_distillation(other, "on_policy_distill", first_mdp=4, **kw).env_builds == 1
+    assert len(R._BUILT) == 2
+    # Three other sets of MDPs: the oldest is dropped.
+    R.run_distillation(subset(grids, 8, 10), "on_policy_distill", first_mdp=8, **kw)
+    assert len(R._BUILT) == 2
+    assert R.run_distillation(part, "on_policy_distill", **kw).env_builds == 1
+    # Builds larger than the budget are not kept.
+    monkeypatch.setattr(R, "BUILT_CACHE_BYTES", 0)
+    R._BUILT.clear()
+    R.run_distillation(part, "on_policy_distill", **kw)
+    assert not R._BUILT
+    # The vector-env loop steps its own envs (a build each time).
+    assert R.run_distillation(part, "on_policy_distill", iterations=5, eval_every=5).env_builds == 1
