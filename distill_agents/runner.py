@@ -144,8 +144,9 @@ ENV_BUFFER = 2048
 #: Uniforms of each stream buffered per MDP by the compiled loop (``loop="compiled"``); a
 #: buffer is refilled when a whole episode might not fit in what is left of it.
 COMPILED_BUFFER = 8192
-#: Builds of chunks kept per process for the compiled loop (:func:`_built_chunk`) ...
-BUILT_CACHE_ENTRIES = 2
+#: Builds of chunks kept per process for the compiled loop (:func:`_built_chunk`; 20x20 grids:
+#: ~215 MB per 500 MDPs with 4 actions, ~290 MB with 40) ...
+BUILT_CACHE_ENTRIES = 4
 #: ... if their models and outcome tables take at most this many bytes.
 BUILT_CACHE_BYTES = 400e6
 #: The runner's loops (:func:`run_distillation`).

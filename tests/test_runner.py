@@ -582,6 +582,7 @@ def test_bench_prints_the_student_runners_lines():
 
 
 def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch):
+    monkeypatch.setattr(R, "BUILT_CACHE_ENTRIES", 2)
     R._BUILT.clear()
     part, other = subset(grids, 0, 4), subset(grids, 4, 8)
     kw = {"iterations": 20, "eval_every": 10, "loop": "compiled", "keep_students": True}
