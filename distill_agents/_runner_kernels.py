@@ -444,7 +444,8 @@ def run_mdps(
     uniform, each step draws the control action from the next action uniform
     (:func:`~distill_agents.updates.sample_control_action`) and the outcome from the next
     environment uniform (the first outcome record with ``cum > u``), the episode is truncated
-    after ``max_steps`` steps, and the update kernel runs when it ends. Runs ``m`` until it
+    after ``max_steps`` steps, and the update kernel runs when it ends (once for each student
+    of the group: ``G`` students trained from the same episodes). Runs ``m`` until it
     completes an evaluation point, its last iteration, or until a full episode might not fit
     in what is left of its uniform buffers (``ENV_USED - env_base[m]`` and ``ACT_PTR`` are the
     next unused entries of ``env_buf[m]`` and ``act_buf[m]``; the caller refills them and

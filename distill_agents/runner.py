@@ -65,6 +65,14 @@ Loops
     one compiled function over the same vector env's outcome tables with the same per-MDP
     uniforms, so it trains the same students bit for bit, several times faster.
 
+Groups
+    :func:`run_distillation_group` trains ``G`` students per MDP (one per set of teachers of
+    the same MDPs) from the same episodes, when the control policy does not depend on the
+    student (``uniform``; ``teacher`` with equal teachers): the compiled loop generates each
+    episode once and updates the ``G`` students in turn. With the per-MDP streams the episodes
+    are those each student's own run would see, so the results are the separate runs', bit
+    for bit.
+
 Memory
     MDPs are processed in chunks of consecutive MDPs, each with its own vector env; the chunk
     size comes from :func:`gridworld_env.vector.chunk_size_for` with
