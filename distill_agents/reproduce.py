@@ -33,7 +33,13 @@ How a figure is computed
     :func:`distill_agents.teacher_training.make_teachers` (their tables depend on the batch they
     were trained in); temperatures and noise are applied to the same tables, exactly as
     ``make_teachers(temperature=..., noise=...)`` would. Planned teachers (optimal, adversarial)
-    depend on their MDP alone and are computed per piece.
+    depend on their MDP alone: they are planned per MDP range by the first piece that needs
+    them and kept in ``DIR/.state/teachers/`` for the others (and for other figures' panels
+    with the same teachers). Pieces whose episodes do not depend on the student nor on the
+    teacher (uniform-driven curves of one method on the same MDPs: Fig. 3's three
+    temperatures) run as one *job* through
+    :func:`distill_agents.runner.run_distillation_group`, which generates each episode once;
+    they give the numbers they give alone (:func:`jobs_of`).
 
 Resuming: content-addressed pieces in ``DIR/.state``
     Every finished piece is written at once, atomically, to
@@ -51,12 +57,13 @@ Resuming: content-addressed pieces in ``DIR/.state``
     tampered piece is recomputed. Delete ``DIR/.state`` to start over.
 
 Parallelism
-    ``--workers W`` runs the pieces in ``W`` spawned processes, each with one numba thread
+    ``--workers W`` runs the jobs in ``W`` spawned processes, each with one numba thread
     (default: the CPUs, at most 8, when the pieces to run hold at least
     :data:`PARALLEL_EPISODES` training episodes, else 1); results do not depend on ``W``.
 
 Ray (``--backend ray [--ray-address ADDR]``)
-    The same pieces run as Ray tasks (:mod:`distill_agents.ray_backend`), one CPU each, and
+    The same pieces run as Ray tasks (:mod:`distill_agents.ray_backend`), one CPU each (one
+    task per piece: no groups, and planned teachers are planned by each task), and
     trained teachers as Ray tasks per chunk. Without ``--ray-address`` a local Ray instance is
     started (``--workers`` CPUs, default all) and shut down at the end; with one, the command
     connects to that cluster and only disconnects. A task *returns* its piece's arrays and the
