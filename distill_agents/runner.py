@@ -1266,7 +1266,8 @@ def run_distillation(
     """
     if not isinstance(teachers, Teachers):
         raise ValueError(f"teachers must be a Teachers container, got {type(teachers).__name__}")
-    arguments = dict(locals())  # run_distillation's keyword arguments, forwarded as they are
+    # run_distillation's keyword arguments, forwarded as they are (no other local exists yet).
+    arguments = dict(locals())
     del arguments["teachers"], arguments["method"]
     return _run_group([teachers], method, **arguments)[0]
 
@@ -1281,7 +1282,7 @@ def run_distillation_group(
     ``run_distillation(group[g], method, **kwargs)`` are the same for every ``g``: they are
     generated once and each episode updates the ``G`` students in turn. The results are those
     of the ``G`` separate calls, bit for bit (tested); the episodes' share of the time is paid
-    once (Fig. 3's uniform-driven curves of three teacher temperatures: about 40% less time).
+    once (three uniform-driven students on 100 grids: 0.46 of the time of three runs).
 
     Args:
         group: teachers of the same MDPs (same ``env_id``, ``env_kwargs``, layout seeds and
