@@ -104,6 +104,7 @@ __all__ = [
     "STATE_VERSION",
     "FigureSettings",
     "add_arguments",
+    "close_pool",
     "figure_settings",
     "main",
     "oscillation_rows",
@@ -1017,35 +1018,79 @@ def _job_cost(job: Sequence[_Piece]) -> float:
     return total if len(job) == 1 else total / 2.0
 
 
-def _run_pieces(
-    jobs: Sequence[Sequence[_Piece]], workers: int, bar: Any
-) -> None:  # pragma: no cover - exercised with workers > 1 in the slow tests
-    """Run ``jobs`` in ``workers`` spawned processes, updating ``bar`` as episodes finish."""
+@dataclass
+class _Pool:
+    """Worker processes kept for the figures of one invocation (see :func:`_pool`)."""
+
+    executor: Any
+    queue: Any
+    workers: int
+
+
+_POOL: _Pool | None = None
+
+
+def _pool(workers: int) -> _Pool:
+    """At least ``workers`` spawned worker processes, kept from an earlier figure if possible.
+
+    ``reproduce all`` runs its figures one after the other in the same processes: no start-up
+    per figure, and their kept chunk builds serve the next figure's panels on the same MDPs.
+    """
+    global _POOL
     import concurrent.futures as cf
     import multiprocessing as mp
-    import queue as queue_module
 
+    if _POOL is not None and _POOL.workers >= workers:
+        return _POOL
+    close_pool()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     executor = cf.ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, 1)
     )
+    _POOL = _Pool(executor, queue, workers)
+    return _POOL
+
+
+def close_pool(cancel: bool = False) -> None:
+    """Shut the kept worker processes down (``cancel``: drop the jobs not started)."""
+    global _POOL
+    if _POOL is None:
+        return
+    pool, _POOL = _POOL, None
+    pool.executor.shutdown(wait=not cancel, cancel_futures=cancel)
+    pool.queue.close()
+    pool.queue.join_thread()
+
+
+def _run_pieces(
+    jobs: Sequence[Sequence[_Piece]], workers: int, bar: Any
+) -> None:  # pragma: no cover - exercised with workers > 1 in the slow tests
+    """Run ``jobs`` in ``workers`` spawned processes, updating ``bar`` as episodes finish."""
+    import concurrent.futures as cf
+    import queue as queue_module
+
+    pool = _pool(workers)
+
+    def drain(timeout: float) -> None:
+        while True:
+            try:
+                bar.update(pool.queue.get(timeout=timeout) if timeout else pool.queue.get_nowait())
+            except queue_module.Empty:
+                return
+
     try:
-        futures = [executor.submit(_compute_job, job) for job in jobs]
+        futures = [pool.executor.submit(_compute_job, job) for job in jobs]
         pending = set(futures)
         while pending:
             done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-            while True:
-                try:
-                    bar.update(queue.get_nowait())
-                except queue_module.Empty:
-                    break
+            drain(0.0)
             for future in done:
                 future.result()  # re-raise a worker's error here
+        drain(0.05)  # the last counts may still be on their way
     except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
+        close_pool(cancel=True)
         raise
-    executor.shutdown(wait=True)
 
 
 def _ray_piece(
@@ -1422,6 +1467,7 @@ def reproduce_figure(
     progress: bool = False,
     arguments: Mapping[str, Any] | None = None,
     backend: str = "local",
+    keep_workers: bool = False,
 ) -> dict[str, Any]:
     """Compute one figure and write ``<fig>.csv``, ``<fig>.png`` and ``<fig>.json`` in ``out``.
 
@@ -1436,10 +1482,28 @@ def reproduce_figure(
         backend: ``"local"`` or ``"ray"`` (pieces and trained teachers as Ray tasks; inside an
             open :func:`distill_agents.ray_backend.ray_session`, else a local Ray instance is
             started for this figure). Same files either way.
+        keep_workers: keep the worker processes for the next call (``reproduce all``; then
+            :func:`close_pool` ends them), instead of ending them on return.
 
     Returns:
         The JSON summary written.
     """
+    try:
+        return _reproduce_figure(figure, out, settings, workers, progress, arguments, backend)
+    finally:
+        if not keep_workers:
+            close_pool()
+
+
+def _reproduce_figure(
+    figure: str,
+    out: str | os.PathLike[str],
+    settings: FigureSettings | None,
+    workers: int | None,
+    progress: bool,
+    arguments: Mapping[str, Any] | None,
+    backend: str,
+) -> dict[str, Any]:
     from tqdm import tqdm
 
     from distill_agents import plotting
@@ -1569,12 +1633,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} exists and is not a directory")
     workers = args.workers
     arguments = {k: v for k, v in vars(args).items() if k != "func"}
-    with (
-        ray_session(args.ray_address, num_cpus=workers)
-        if args.backend == "ray"
-        else contextlib.nullcontext()
-    ):
-        times = _run_figures(args, figures, resolved, out, arguments)
+    try:
+        with (
+            ray_session(args.ray_address, num_cpus=workers)
+            if args.backend == "ray"
+            else contextlib.nullcontext()
+        ):
+            times = _run_figures(args, figures, resolved, out, arguments)
+    finally:
+        close_pool()
     if figure == _ALL:
         _write_json(
             out / "all.json",
@@ -1604,6 +1671,7 @@ def _run_figures(
             progress=not args.no_progress,
             arguments=arguments,
             backend=args.backend,
+            keep_workers=True,
         )
         times[f] = summary["wall_seconds"]
         written = ", ".join(

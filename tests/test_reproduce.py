@@ -324,6 +324,7 @@ def test_out_must_be_a_directory(tmp_path, capsys):
 
 def test_workers_give_the_same_bytes(tmp_path, capsys, reference):
     status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path), "--workers", "2")
+    assert reproduce._POOL is None  # the worker processes end with the command
     assert status == 0, err
     assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
 
@@ -558,3 +559,19 @@ def test_planned_teachers_are_made_once_per_panel_and_range(tmp_path, capsys, mo
     assert _run(capsys, "fig4", *small, "--out", str(tmp_path))[0] == 0
     assert planned == [4, 4]
     assert tmp_path.joinpath("fig4.csv").read_bytes() == fig4
+
+
+def test_figures_of_one_invocation_share_their_worker_processes():
+    import os
+
+    try:
+        first = reproduce._pool(2)
+        assert reproduce._pool(2) is first and reproduce._pool(1) is first
+        assert first.executor.submit(os.getpid).result(timeout=120) != os.getpid()
+        bigger = reproduce._pool(3)  # more workers wanted: a new pool, the old one shut down
+        assert bigger is not first and bigger.workers == 3
+        with pytest.raises(RuntimeError):
+            first.executor.submit(os.getpid)
+    finally:
+        reproduce.close_pool()
+    assert reproduce._POOL is None
