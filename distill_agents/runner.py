@@ -88,6 +88,7 @@ Memory
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -1313,9 +1314,13 @@ def run_distillation_group(
                 f"group[{i}] holds teachers of other MDPs than group[0] (env_id, env_kwargs, "
                 "layout seeds and table sizes must be equal)"
             )
+    # run_distillation's defaults for what is not given (and its TypeError for unknown names).
+    bound = inspect.signature(run_distillation).bind(first, method, **kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    del arguments["teachers"], arguments["method"]
     if len(group) > 1:
-        spec = M.parse_method(method)
-        control = kwargs.get("control") or spec.default_control
+        control = arguments["control"] or M.parse_method(method).default_control
         if control not in ("uniform", "teacher"):
             raise ValueError(
                 f"control {control!r} depends on the student: a group of students needs the "
@@ -1323,39 +1328,42 @@ def run_distillation_group(
             )
         if control == "teacher" and not all(np.array_equal(t.probs, first.probs) for t in group):
             raise ValueError("teacher control needs teachers with equal probabilities in a group")
-        if kwargs.get("loop", "vector") != "compiled":
+        if arguments["loop"] != "compiled":
             raise ValueError('a group of students needs loop="compiled"')
-    return _run_group(group, method, **kwargs)
+    return _run_group(group, method, **arguments)
 
 
 def _run_group(
     group: Sequence[Teachers],
     method: str,
     *,
-    control: str | None = None,
+    control: str | None,
     iterations: int,
     eval_every: int,
-    lr: float = 0.1,
-    gamma: float = 0.99,
-    critic: str | None = None,
-    seed: int = 0,
-    beta: float | M.BetaSchedule | Callable[[int], float] = 0.5,
-    metrics: Sequence[str] = ("return",),
-    distill_loss: str = "cross_entropy",
-    teacher_prob_floor: float = TEACHER_PROB_FLOOR,
-    chunk_size: int | None = None,
-    memory_budget: float = CHUNK_BUDGET_BYTES,
-    first_mdp: int = 0,
-    max_episode_steps: int | None = None,
-    keep_students: bool = False,
-    compact: bool = True,
-    parallel: bool | None = False,
-    progress: bool | Callable[[int], None] = False,
-    loop: str = "vector",
-    mc_episodes: int | None = None,
-    eval_at: Sequence[int] = (),
+    lr: float,
+    gamma: float,
+    critic: str | None,
+    seed: int,
+    beta: float | M.BetaSchedule | Callable[[int], float],
+    metrics: Sequence[str],
+    distill_loss: str,
+    teacher_prob_floor: float,
+    chunk_size: int | None,
+    memory_budget: float,
+    first_mdp: int,
+    max_episode_steps: int | None,
+    keep_students: bool,
+    compact: bool,
+    parallel: bool | None,
+    progress: bool | Callable[[int], None],
+    loop: str,
+    mc_episodes: int | None,
+    eval_at: Sequence[int],
 ) -> list[RunResult]:
-    """:func:`run_distillation` for a group of teachers of the same MDPs (checked by callers)."""
+    """:func:`run_distillation` for a group of teachers of the same MDPs (checked by callers).
+
+    Every argument is given (no defaults here: :func:`run_distillation`'s are the only ones).
+    """
     t0 = time.perf_counter()
     teachers = group[0]
     spec = M.parse_method(method)

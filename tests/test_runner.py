@@ -283,6 +283,8 @@ def test_a_group_refuses_what_it_cannot_share(grids):
         R.run_distillation_group([part, other], "on_policy_distill", control="uniform", **vector)
     with pytest.raises(ValueError, match="non-empty"):
         R.run_distillation_group([], "on_policy_distill", **kw)
+    with pytest.raises(TypeError, match="unknown_option"):  # as run_distillation would
+        R.run_distillation_group([part], "on_policy_distill", unknown_option=1, **kw)
     # A group of one is run_distillation.
     (alone,) = R.run_distillation_group([part], "on_policy_distill", keep_students=True, **kw)
     _assert_same(alone, R.run_distillation(part, "on_policy_distill", keep_students=True, **kw))
