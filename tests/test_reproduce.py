@@ -450,6 +450,15 @@ def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path, capsys):
     assert summary["format_version"] == reproduce.SUMMARY_VERSION
 
 
+def _piece(exp, panel, curve, settings, lo, hi):
+    """A piece of ``exp``'s curve as the figure runs it (no file, no key)."""
+    return reproduce._Piece(
+        key={}, path=f"{panel.name}/{curve.label}/{lo}", spec=panel.teacher, method=curve.method,
+        control=curve.control, critic=None, lr=exp.lr, gamma=exp.gamma, metrics=exp.metrics,
+        settings=settings, lo=lo, hi=hi, teacher_file=None,
+    )  # fmt: skip
+
+
 def test_longest_pieces_are_expected_to_cost_most():
     # The parallel runs start the pieces with the highest expected cost first: Fig. 9's longest
     # corridor, Fig. 4's 40-action panel and Fig. 3's uniform-driven curve before the others.
@@ -458,12 +467,7 @@ def test_longest_pieces_are_expected_to_cost_most():
         panel = exp.panel(panel_name)
         curve = next(c for c in panel.curves if c.label == label)
         settings = reproduce.figure_settings(figure, quick=True)
-        piece = reproduce._Piece(
-            key={}, path="", spec=panel.teacher, method=curve.method, control=curve.control,
-            critic=None, lr=exp.lr, gamma=exp.gamma, metrics=exp.metrics, settings=settings,
-            lo=0, hi=10, teacher_file=None,
-        )  # fmt: skip
-        return reproduce._expected_cost(piece)
+        return reproduce._expected_cost(_piece(exp, panel, curve, settings, 0, 10))
 
     assert cost("fig9", "length=41/optimal", "baseline") > cost(
         "fig9", "length=5/optimal", "baseline"
@@ -482,21 +486,7 @@ def test_grouped_pieces_give_the_numbers_of_pieces_run_alone(tmp_path, capsys, m
     settings = reproduce.figure_settings("fig3", mdps=4, iterations=30, eval_points=3)
     exp = get_experiment("fig3")
     pieces = [
-        reproduce._Piece(
-            key={},
-            path=f"{panel.name}/{curve.label}",
-            spec=panel.teacher,
-            method=curve.method,
-            control=curve.control,
-            critic=None,
-            lr=exp.lr,
-            gamma=exp.gamma,
-            metrics=exp.metrics,
-            settings=settings,
-            lo=lo,
-            hi=lo + 2,
-            teacher_file=None,
-        )
+        _piece(exp, panel, curve, settings, lo, lo + 2)
         for panel in exp.panels
         for curve in panel.curves
         for lo in (0, 2)
