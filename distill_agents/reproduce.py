@@ -636,6 +636,7 @@ def _planned_teachers(piece: _Piece) -> Any:
     teachers = T.planned_teachers(
         models,
         minimise=spec.kind == "adversarial",
+        gamma=PLANNING_GAMMA,
         temperature=float(spec.temperature or 0.0),
         layout_seeds=np.array([env.layout_seed(i) for i in range(lo, hi)], dtype=np.int64),
         env_id=spec.env_id,
