@@ -201,6 +201,8 @@ def test_results_do_not_depend_on_chunks_splits_or_compaction(grids, monkeypatch
     _assert_same(whole, compacted)
 
 
+# 4 actions (grids), 40 and 2 (the corridor): each copy of run_mdps' body (one per action count
+# it specialises on, and the general one) against the vector loop.
 COMPILED_CASES = [
     ("grid", {"noise": 0.2}, "on_policy_distill", {"metrics": R.METRICS}),
     ("grid", {"noise": 0.1}, "n_distill+R", {"control": "mixture", "critic": "td"}),
