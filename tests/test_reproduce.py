@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 
@@ -434,8 +435,6 @@ def test_mc_gives_monte_carlo_estimates_of_the_exact_curves(tmp_path, capsys, re
 
 
 def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path, capsys):
-    import os
-
     pieces = tmp_path / ".state" / "pieces"
     pieces.mkdir(parents=True)
     old = pieces / ".abc.npz.x1.tmp"
@@ -552,8 +551,6 @@ def test_planned_teachers_are_made_once_per_panel_and_range(tmp_path, capsys, mo
 
 
 def test_figures_of_one_invocation_share_their_worker_processes():
-    import os
-
     try:
         first = reproduce._pool(2)
         assert reproduce._pool(2) is first and reproduce._pool(1) is first
