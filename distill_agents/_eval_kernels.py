@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from distill_agents._runner_kernels import next_uniform, sample_outcome
 from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNIFORM
 from distill_agents.planning import banded_lu_solve
+from distill_agents.row_kernels import StudentTable
 from distill_agents.updates import sample_control_action
 
 __all__ = [
@@ -82,6 +83,92 @@ def _policy_and_kl(
                 if p > 0.0:
                     acc += p * (math.log(p) - math.log(probs[i, a]))
             kl[i] = max(acc, 0.0)
+
+
+@njit(inline="always")
+def _index_rows_and_kl(
+    s: StudentTable,
+    teacher_probs: NDArray[np.float64],
+    teacher_bulk: NDArray[np.float64],
+    action_rows: NDArray[np.int64],
+    row_counts: NDArray[np.int64],
+    need_kl: bool,
+    index_rows: NDArray[np.float64],
+    kl: NDArray[np.float64],
+    explicit_in_row: NDArray[np.int64],
+    exps: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    """Per table index ``i``: the student's probability of each action row, and its KL.
+
+    ``index_rows[i, k] = sum of softmax(logits[i])[a] over the actions a of row k`` and
+    ``kl[i] = KL(pi || pi_theta)`` (as :func:`distill_agents.planning.policy_kl`: ``0 log 0 =
+    0``, clipped at 0), from the student table's explicit actions and its bulk
+    (:mod:`distill_agents.row_kernels`). Dense rows take the softmax and the sums in the order
+    of :func:`_policy_and_kl` and the evaluator's state loop (the same bits).
+    """
+    n_index, n_actions = s.logits.shape
+    n_rows = index_rows.shape[1]
+    identity_rows = n_rows == n_actions
+    for a in range(n_actions):
+        if action_rows[a] != a:
+            identity_rows = False
+    for i in range(n_index):
+        n = s.n_explicit[i]
+        lg = s.logits[i]
+        for k in range(n_rows):
+            index_rows[i, k] = 0.0
+        if n == n_actions:
+            top = lg[0]
+            for a in range(1, n_actions):
+                if lg[a] > top:
+                    top = lg[a]
+            total = 0.0
+            for a in range(n_actions):
+                e = math.exp(lg[a] - top)
+                exps[a] = e
+                total += e
+            acc = 0.0
+            for a in range(n_actions):
+                p = exps[a] / total
+                if identity_rows:
+                    index_rows[i, a] = p
+                else:
+                    index_rows[i, action_rows[a]] += p
+                pa = teacher_probs[i, a]
+                if need_kl and pa > 0.0:
+                    acc += pa * (math.log(pa) - math.log(p))
+            kl[i] = max(acc, 0.0)
+            continue
+        ex = s.explicit[i]
+        top = s.bulk[i]
+        for j in range(n):
+            if lg[ex[j]] > top:
+                top = lg[ex[j]]
+        total = 0.0
+        for j in range(n):
+            e = math.exp(lg[ex[j]] - top)
+            exps[j] = e
+            total += e
+        eb = math.exp(s.bulk[i] - top)
+        total += (n_actions - n) * eb
+        for k in range(n_rows):
+            explicit_in_row[k] = 0
+        acc = 0.0
+        for j in range(n):
+            a = ex[j]
+            p = exps[j] / total
+            index_rows[i, action_rows[a]] += p
+            explicit_in_row[action_rows[a]] += 1
+            pa = teacher_probs[i, a]
+            if need_kl and pa > 0.0:
+                acc += pa * (math.log(pa) - math.log(p))
+        pb = eb / total
+        for k in range(n_rows):
+            index_rows[i, k] += (row_counts[k] - explicit_in_row[k]) * pb
+        pd = teacher_bulk[i]
+        if need_kl and pd > 0.0:
+            acc += (n_actions - n) * (pd * (math.log(pd) - math.log(pb)))
+        kl[i] = max(acc, 0.0)
 
 
 @njit(cache=True)
@@ -274,8 +361,10 @@ def evaluate_students(
     action_rows: NDArray[np.int64],
     uniform_rows: NDArray[np.float64],
     idx: NDArray[np.int64],
-    logits: NDArray[np.float64],
+    students: StudentTable,
+    sel: NDArray[np.int64],
     teacher_probs: NDArray[np.float64],
+    teacher_bulk: NDArray[np.float64],
     fixed_teacher: NDArray[np.float64],
     fixed_uniform: NDArray[np.float64],
     full_reached: NDArray[np.bool_],
@@ -286,7 +375,7 @@ def evaluate_students(
     out: NDArray[np.float64],
     status: NDArray[np.int64],
 ) -> None:  # pragma: no cover - compiled; tested against planning through the runner
-    """Exact metrics of the students ``logits[j]`` on the MDPs ``idx[j]``.
+    """Exact metrics of the students ``sel[j]`` of ``students`` on the MDPs ``idx[j]``.
 
     Args:
         edge_ptr: ``[B, S + 1]`` the model's outcomes (:func:`compact_edges`).
@@ -301,8 +390,10 @@ def evaluate_students(
         action_rows: ``[A]`` row of each action.
         uniform_rows: ``[K]`` the uniform policy's row weights.
         idx: ``[n]`` MDP of each student.
-        logits: ``[n, N, A]`` the students.
+        students: stacked ``[M, ...]`` student tables (:mod:`distill_agents.row_kernels`).
+        sel: ``[n]`` which of them student ``j`` is.
         teacher_probs: ``[B, N, A]``.
+        teacher_bulk: ``[B, N]`` the teacher's probability of a student row's bulk actions.
         fixed_teacher: ``[B, S]`` the teacher's expected visits (NaN rows: undefined), or
             ``[0, 0]`` when ``kl_teacher`` is not needed.
         fixed_uniform: ``[B, S]`` the uniform policy's, likewise.
@@ -317,14 +408,15 @@ def evaluate_students(
     """
     n_stud = idx.shape[0]
     n_states, n_rows = row_rewards.shape[1], row_rewards.shape[2]
-    n_index, n_actions = logits.shape[1], logits.shape[2]
-    identity_rows = n_rows == n_actions
-    for a in range(n_actions):
-        if action_rows[a] != a:
-            identity_rows = False
+    n_index = students.logits.shape[1]
     need_visits = need[RETURN] or need[KL_STUDENT]
     need_kl = need[KL_STUDENT] or need[KL_TEACHER] or need[KL_UNIFORM]
-    probs = np.empty((n_index, n_actions))
+    row_counts = np.zeros(n_rows, dtype=np.int64)
+    for a in range(action_rows.shape[0]):
+        row_counts[action_rows[a]] += 1
+    explicit_in_row = np.zeros(n_rows, dtype=np.int64)
+    exps = np.empty(students.logits.shape[2])
+    index_rows = np.empty((n_index, n_rows))
     kl_index = np.zeros(n_index)
     kl_state = np.zeros(n_states)
     weights = np.empty((n_states, n_rows))
@@ -337,9 +429,16 @@ def evaluate_students(
     visits = np.empty(n_states)
     for j in range(n_stud):
         b = idx[j]
+        q = sel[j]
         status[j] = 0
-        # --- the student's policy per table index, and KL(pi || pi_theta) per index.
-        _policy_and_kl(logits[j], teacher_probs[b], need_kl, probs, kl_index)
+        # --- the student's action-row probabilities and KL(pi || pi_theta) per table index.
+        student = StudentTable(
+            students.logits[q], students.bulk[q], students.n_explicit[q], students.explicit[q]
+        )
+        _index_rows_and_kl(
+            student, teacher_probs[b], teacher_bulk[b], action_rows, row_counts, need_kl,
+            index_rows, kl_index, explicit_in_row, exps,
+        )  # fmt: skip
         for s in range(n_states):
             i = state_to_index[b, s]
             kl_state[s] = kl_index[i] if (need_kl and i >= 0) else 0.0
@@ -360,12 +459,9 @@ def evaluate_students(
             if i < 0:
                 for k in range(n_rows):
                     weights[s, k] = uniform_rows[k]
-            elif identity_rows:
-                for k in range(n_rows):
-                    weights[s, k] = probs[i, k]
             else:
-                for a in range(n_actions):
-                    weights[s, action_rows[a]] += probs[i, a]
+                for k in range(n_rows):
+                    weights[s, k] = index_rows[i, k]
             for k in range(n_rows):
                 min_weight = min(min_weight, weights[s, k])
         # --- reached states, the termination check and the band width: precomputed for a
@@ -457,7 +553,7 @@ def monte_carlo_students(
         key_of_state: ``[B, S]`` table index of each state (-1: the previous is kept).
         max_steps: time limit of an episode.
         idx: ``[n]`` MDP of each student.
-        logits: ``[n, N, A]`` the students.
+        logits: ``[n, N, A]`` the students (dense).
         teacher_probs: ``[B, N, A]``.
         seeds: ``[n]`` stream seeds.
         n_episodes: episodes per control policy.

@@ -1,14 +1,15 @@
 """``distill(...)``: train one tabular student on one Gymnasium environment (SPEC 3.1).
 
 One *iteration* samples one full episode with the control policy through ``env.reset`` /
-``env.step`` and then applies the method's update (paper Eq. 1) with the compiled kernel of
-:mod:`distill_agents.updates`, the same one the batched runner uses.
+``env.step`` and then applies the method's update (paper Eq. 1) with the compiled kernels of
+:mod:`distill_agents.row_kernels`, the ones the batched runner uses, on the same student tables
+(so each MDP of a runner learns exactly what ``distill`` learns on it with deterministic moves).
 
 Randomness: ``np.random.SeedSequence(seed).spawn(3)`` gives three streams (:func:`seed_streams`):
 the first seeds the environment once (``env.reset(seed=...)`` at the first episode, plain
 ``env.reset()`` after), the second is the generator that draws the actions -- exactly one
 uniform per step, turned into an action of the control policy by inverse CDF
-(:func:`~distill_agents.updates.sample_control_action`) -- and the third seeds the returned
+(:func:`~distill_agents.row_kernels.draw_action`) -- and the third seeds the returned
 student's own ``predict`` generator. Same seed, same student, bit for bit.
 """
 
@@ -23,14 +24,9 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from distill_agents import methods as M
+from distill_agents import row_kernels as RK
 from distill_agents.policy import TabularPolicy
-from distill_agents.updates import (
-    TEACHER_PROB_FLOOR,
-    episode_update_kernel,
-    floored_log,
-    make_workspace,
-    sample_control_action,
-)
+from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log
 
 __all__ = ["distill", "seed_streams", "teacher_tables"]
 
@@ -229,16 +225,22 @@ def distill(
         probs, values = teacher_tables(teacher, n_obs, n_actions, spec.needs_teacher_values)
     if values is None:
         values = np.zeros(n_obs)
-    log_probs = floored_log(probs, teacher_prob_floor)
-    weights = np.ones(n_obs)
+    rows = RK.teacher_table(
+        probs,
+        floored_log(probs, teacher_prob_floor),
+        values,
+        np.ones(n_obs),
+        code in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE),
+    )
+    table = RK.student_table(n_obs, probs)
+    split = RK.has_policy_gradient(coef, codes)
 
     env_seed, rng, policy_rng = _streams(seed)
     student = TabularPolicy(np.zeros((n_obs, n_actions)), seed=policy_rng)
     critic_values = np.zeros(n_obs)
     if mode != "none":
         student.values = critic_values
-    logits = student.logits
-    work = make_workspace(n_obs, n_actions, max(n_obs, max_episode_steps or 1000))
+    work = RK.make_row_work(n_obs, n_actions, max(n_obs, max_episode_steps or 1000))
     c_lr, c_gamma = float(lr), float(gamma)
 
     for iteration in range(iterations):
@@ -251,7 +253,7 @@ def distill(
         rewards: list[float] = []
         terminated = False
         while True:
-            a = sample_control_action(code, b, probs[o], logits[o], rng.random())
+            a = RK.draw_action(code, b, rows, table, o, work, 0, rng.random(), split, False)
             obs, reward, terminated, truncated, _ = env.step(a)
             o = _obs_index(obs, n_obs)
             obs_list.append(o)
@@ -261,27 +263,18 @@ def distill(
                 break
             if max_episode_steps is not None and len(actions) >= max_episode_steps:
                 break
-        episode_update_kernel(
-            np.array(obs_list, dtype=np.int64),
-            np.array(obs_list, dtype=np.int64),
-            np.array(actions, dtype=np.int64),
-            np.array(rewards, dtype=np.float64),
-            bool(terminated),
-            probs,
-            log_probs,
-            values,
-            weights,
-            logits,
-            critic_values,
-            coef,
-            codes,
-            c_lr,
-            c_gamma,
-            *work,
-        )
-        if callback is not None and callback(iteration, student) is False:
-            break
-    if not np.all(np.isfinite(logits)):
+        visited = np.array(obs_list, dtype=np.int64)
+        RK.episode_update_tables(
+            visited, visited, np.array(actions, dtype=np.int64),
+            np.array(rewards, dtype=np.float64), bool(terminated), rows, table,
+            critic_values, coef, codes, c_lr, c_gamma, work,
+        )  # fmt: skip
+        if callback is not None:
+            RK.dense_logits(table, out=student.logits)
+            if callback(iteration, student) is False:
+                break
+    RK.dense_logits(table, out=student.logits)
+    if not np.all(np.isfinite(student.logits)):
         raise FloatingPointError(
             "the student's logits diverged (non-finite); lower lr or check the rewards"
         )

@@ -105,11 +105,12 @@ import gridworld_env
 from distill_agents import _runner_kernels as K
 from distill_agents import methods as M
 from distill_agents import planning
+from distill_agents import row_kernels as RK
 from distill_agents.distill import seed_streams
 from distill_agents.policy import TabularPolicy
 from distill_agents.results import CurveRow, curve_rows
 from distill_agents.teachers import Teachers
-from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log, make_workspace
+from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log
 from gridworld_env.base import check_int
 from gridworld_env.vector import chunk_size_for
 
@@ -558,6 +559,14 @@ def _weighted_sum(visits: NDArray[np.float64], cost: NDArray[np.float64]) -> NDA
     return out
 
 
+def _dense_rows(students: RK.StudentTable, sel: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Dense logits ``[n, N, A]`` of the students ``sel`` of a stacked student table."""
+    picked = RK.StudentTable(
+        students.logits[sel], students.bulk[sel], students.n_explicit[sel], students.explicit[sel]
+    )
+    return RK.dense_logits(picked)
+
+
 class _Evaluator:
     """Exact metrics of students (and teachers) on the models of one chunk of MDPs.
 
@@ -577,6 +586,7 @@ class _Evaluator:
         like: _Evaluator | None = None,
     ) -> None:
         self.teacher_probs = np.ascontiguousarray(teacher_probs, dtype=np.float64)
+        self.teacher_bulk = RK.common_values(self.teacher_probs)
         self.metrics = tuple(metrics)
         if like is not None:  # the same models: share what does not depend on the teacher
             self._share(like)
@@ -708,12 +718,19 @@ class _Evaluator:
         return out
 
     def students(
-        self, idx: NDArray[np.int64], logits: NDArray[np.float64], points: Any = None
+        self,
+        idx: NDArray[np.int64],
+        students: RK.StudentTable,
+        sel: NDArray[np.int64] | None = None,
+        points: Any = None,
     ) -> dict[str, NDArray[np.float64]]:
-        """Metrics ``{name: [n]}`` of the students with ``logits [n, N, A]`` on MDPs ``idx``.
+        """Metrics ``{name: [n]}`` of the students ``sel`` of ``students`` on MDPs ``idx``.
 
-        ``points`` (the evaluation points) is not needed for exact values. Computed by the
-        compiled :func:`distill_agents._eval_kernels.evaluate_students` (the values of
+        ``students`` is a stacked ``[M, ...]`` student table (:mod:`distill_agents.row_kernels`;
+        :func:`~distill_agents.row_kernels.dense_table` views dense logits as one), ``sel``
+        which of them (default ``0 .. n - 1``). ``points`` (the evaluation points) is not needed
+        for exact values. Computed by the compiled
+        :func:`distill_agents._eval_kernels.evaluate_students` (the values of
         :meth:`students_planning` to rounding); a student it cannot evaluate (its episodes may
         not end) goes through :meth:`students_planning`, which raises the error.
 
@@ -724,6 +741,7 @@ class _Evaluator:
 
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         n = idx.size
+        sel = np.arange(n) if sel is None else np.ascontiguousarray(sel, dtype=np.int64)
         values = np.full((n, 4), np.nan)
         status = np.zeros(n, dtype=np.int64)
         need = np.array([name in self.metrics for name in METRICS])
@@ -731,7 +749,7 @@ class _Evaluator:
         E.evaluate_students(
             *self.edges, self.row_rewards, self.initial, self.terminal,
             self.state_to_index, self.action_rows, np.ascontiguousarray(self.uniform_rows),
-            idx, np.ascontiguousarray(logits, dtype=np.float64), self.teacher_probs,
+            idx, students, sel, self.teacher_probs, self.teacher_bulk,
             self.visits.get("teacher", none), self.visits.get("uniform", none),
             *self.full_support, self.full_support_min, need,
             values, status,
@@ -739,7 +757,7 @@ class _Evaluator:
         out = {name: values[:, METRICS.index(name)].copy() for name in self.metrics}
         bad = np.flatnonzero(status)
         if bad.size:
-            slow = self.students_planning(idx[bad], logits[bad])
+            slow = self.students_planning(idx[bad], _dense_rows(students, sel[bad]))
             for name in self.metrics:
                 out[name][bad] = slow[name]
         return out
@@ -842,9 +860,15 @@ class _MonteCarlo:
         return out
 
     def students(
-        self, idx: NDArray[np.int64], logits: NDArray[np.float64], points: Any = 0
+        self,
+        idx: NDArray[np.int64],
+        students: RK.StudentTable,
+        sel: NDArray[np.int64] | None = None,
+        points: Any = 0,
     ) -> dict[str, NDArray[np.float64]]:
-        """Estimates ``{name: [n]}`` for the students ``logits`` at evaluation ``points``."""
+        """Estimates ``{name: [n]}`` for the students at evaluation ``points`` (as the exact)."""
+        sel = np.arange(len(idx)) if sel is None else np.asarray(sel, dtype=np.int64)
+        logits = _dense_rows(students, sel)
         values = self._estimate(idx, logits, points, self.need, M.CONTROL_STUDENT)
         return {name: values[:, METRICS.index(name)].copy() for name in self.metrics}
 
@@ -917,15 +941,24 @@ class _Chunk:
             if len(group) == 1
             else np.stack([t.probs[start:stop] for t in group])
         )
-        self.g_logp = floored_log(self.g_probs, run.floor)
-        self.g_values = np.stack(
+        g_values = np.stack(
             [np.zeros((b, n_index)) if t.values is None else t.values[start:stop] for t in group]
         )
-        self.weights = np.ones(n_index)
-        self.g_logits = np.zeros((len(group), b, n_index, teachers.n_actions))
+        self.teachers = RK.teacher_table(
+            self.g_probs,
+            floored_log(self.g_probs, run.floor),
+            g_values,
+            np.ones(g_values.shape),
+            run.control in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE),
+        )
+        n_explicit, explicit = RK.initial_explicit(self.g_probs)
+        self.students = RK.StudentTable(
+            np.zeros((len(group), b, n_index, teachers.n_actions)),
+            np.zeros((len(group), b, n_index)),
+            n_explicit,
+            explicit,
+        )
         self.g_critic = np.zeros((len(group), b, n_index))
-        self.probs, self.logp, self.values = self.g_probs[0], self.g_logp[0], self.g_values[0]
-        self.logits, self.critic = self.g_logits[0], self.g_critic[0]
         self.mdp_state = np.zeros((b, K.N_MDP_FIELDS), dtype=np.int64)
         self.act_gens: list[np.random.Generator] = []
         self.env_gens: list[np.random.Generator] = []
@@ -945,10 +978,19 @@ class _Chunk:
         ]
         self.metrics = self.g_metrics[0]
         self.n_slots = 2 * b
-        self.snapshots = np.empty((self.n_slots, n_index, teachers.n_actions))
+        self.snapshots: RK.StudentTable | None = None  # the vector loop's (see _phase)
         self.pending = np.zeros((self.n_slots, 2), dtype=np.int64)
         self.n_pending = 0
         self.sub = np.zeros((0, K.N_SUB_FIELDS), dtype=np.int64)
+
+    def member(self, g: int) -> RK.StudentTable:
+        """Group member ``g``'s students of the chunk, a stacked ``[b, ...]`` table."""
+        s = self.students
+        return RK.StudentTable(s.logits[g], s.bulk[g], s.n_explicit[g], s.explicit[g])
+
+    def dense_logits(self) -> NDArray[np.float64]:
+        """``[G, b, N, A]`` the students' logits, every bulk entry written out."""
+        return RK.dense_logits(self.students)
 
     # -------------------------------------------------------------- streams
     def _fill(self, block: NDArray[np.float64]) -> None:
@@ -980,7 +1022,8 @@ class _Chunk:
         idx = self.pending[:n, 0].copy()
         evals = self.pending[:n, 1]
         t0 = time.perf_counter()
-        values = self.evaluator.students(idx, self.snapshots[:n], evals)
+        assert self.snapshots is not None
+        values = self.evaluator.students(idx, self.snapshots, np.arange(n), evals)
         for name, vals in values.items():
             self.metrics[name][idx, evals] = vals
         self.n_pending = 0
@@ -1026,8 +1069,9 @@ class _Chunk:
         self.evaluator = self.evaluators[0]
         self.g_teacher_metrics = [ev.teachers() for ev in self.evaluators]
         self.teacher_metrics = self.g_teacher_metrics[0]
-        for ev, logits, metrics in zip(self.evaluators, self.g_logits, self.g_metrics, strict=True):
-            for name, vals in ev.students(np.arange(self.b), logits, 0).items():
+        everyone = np.arange(self.b)
+        for g, (ev, metrics) in enumerate(zip(self.evaluators, self.g_metrics, strict=True)):
+            for name, vals in ev.students(everyone, self.member(g), everyone, 0).items():
                 metrics[name][:, 0] = vals
         run.eval_seconds += time.perf_counter() - t0
         if run.iterations == 0:
@@ -1062,18 +1106,21 @@ class _Chunk:
         length = max(COMPILED_BUFFER, 2 * (limit + 1))
         self.act_buf = self._extended(self.act_buf, self.act_gens, length)
         self.env_buf = self._extended(self.env_buf, self.env_gens, length)
-        work = make_workspace(self.logits.shape[1], self.logits.shape[2], limit)
-        ep_obs = np.zeros(limit + 1, dtype=np.int64)
-        ep_act = np.zeros(limit, dtype=np.int64)
-        ep_rew = np.zeros(limit)
+        n_index, n_actions = self.students.logits.shape[2:]
+        env = K.EnvTables._make((*tables, limit))
+        streams = K.Streams(self.mdp_state, self.env_buf, self.env_base, self.act_buf)
+        schedule = K.Schedule(run.iterations, run.eval_index, run.beta_table, run.control)
+        method = K.MethodParams(run.coef, run.codes, run.lr, run.gamma)
+        work = RK.make_row_work(n_index, n_actions, limit)
+        episode = K.Episode(
+            np.zeros(limit + 1, dtype=np.int64), np.zeros(limit, dtype=np.int64), np.zeros(limit)
+        )
         events = np.zeros(self.b, dtype=np.int64)
         state = self.mdp_state
         while True:
-            episodes = K.run_mdps(  # type: ignore[call-arg]
-                *tables, limit, state, self.env_buf, self.env_base, self.act_buf,
-                run.iterations, run.eval_index, run.beta_table, run.control, self.g_probs,
-                self.g_logp, self.g_values, self.weights, self.g_logits, self.g_critic, run.coef,
-                run.codes, run.lr, run.gamma, *work, ep_obs, ep_act, ep_rew, events,
+            episodes = K.run_mdps(
+                env, streams, schedule, self.teachers, self.students, self.g_critic, method,
+                work, episode, events,
             )  # fmt: skip
             if episodes and run.progress is not None:
                 run.progress(episodes * len(run.group))  # each episode trains G students
@@ -1081,10 +1128,10 @@ class _Chunk:
             if at_eval.size:
                 t0 = time.perf_counter()
                 points = run.eval_index[state[at_eval, K.DONE]]
-                for ev, logits, metrics in zip(
-                    self.evaluators, self.g_logits, self.g_metrics, strict=True
+                for g, (ev, metrics) in enumerate(
+                    zip(self.evaluators, self.g_metrics, strict=True)
                 ):
-                    for name, vals in ev.students(at_eval, logits[at_eval], points).items():
+                    for name, vals in ev.students(at_eval, self.member(g), at_eval, points).items():
                         metrics[name][at_eval, points] = vals
                 run.eval_seconds += time.perf_counter() - t0
             self._refill_compiled(limit)
@@ -1132,27 +1179,37 @@ class _Chunk:
         sub[:, K.MDP] = live
         sub[:, K.STATUS] = K.RESETTING
         self.sub = sub
-        ep_obs = np.zeros((n_sub, limit + 1), dtype=np.int64)
-        ep_act = np.zeros((n_sub, limit), dtype=np.int64)
-        ep_rew = np.zeros((n_sub, limit))
-        work = make_workspace(self.logits.shape[1], self.logits.shape[2], limit)
+        episode = K.Episode(
+            np.zeros((n_sub, limit + 1), dtype=np.int64),
+            np.zeros((n_sub, limit), dtype=np.int64),
+            np.zeros((n_sub, limit)),
+        )
+        n_index, n_actions = self.students.logits.shape[2:]
+        work = RK.make_row_work(n_index, n_actions, limit)
+        if self.snapshots is None:
+            p = self.n_slots
+            self.snapshots = RK.StudentTable(
+                np.empty((p, n_index, n_actions)),
+                np.empty((p, n_index)),
+                np.empty((p, n_index), dtype=np.int64),
+                np.empty((p, *self.students.explicit.shape[2:]), dtype=np.int32),
+            )
         envs.np_random = PerMDPUniforms(n_sub, self._fill)
         obs, _ = envs.reset()
         actions = np.zeros(n_sub, dtype=np.int64)
         rewards = np.zeros(n_sub)
         flags = np.zeros(n_sub, dtype=bool)
-        tables = (
-            self.probs, self.logp, self.values, self.weights, self.logits, self.critic,
-            run.coef, run.codes, run.lr, run.gamma, *work, self.snapshots, self.pending,
-        )  # fmt: skip
+        streams = K.Streams(self.mdp_state, self.env_buf, self.env_base, self.act_buf)
+        schedule = K.Schedule(run.iterations, run.eval_index, run.beta_table, run.control)
+        method = K.MethodParams(run.coef, run.codes, run.lr, run.gamma)
         drain = False
         calls = 0
         terminations, truncations = flags, flags
         while True:
             running, refills, episodes, self.n_pending = K.advance(
-                obs, rewards, terminations, truncations, actions, sub, ep_obs, ep_act, ep_rew,
-                self.mdp_state, self.act_buf, drain, run.iterations, run.eval_index,
-                run.beta_table, run.control, *tables, self.n_pending,
+                obs, rewards, terminations, truncations, actions, sub, episode, streams, drain,
+                schedule, self.teachers, self.students, self.g_critic, method, work,
+                self.snapshots, self.pending, self.n_pending,
             )  # fmt: skip
             if refills:
                 self._refill_actions()
@@ -1463,7 +1520,7 @@ def _run_group(
                     teacher_metrics[g][name][start:stop] = chunk.g_teacher_metrics[g][name]
             env_steps[start:stop] = chunk.mdp_state[:, K.STEPS]
             if logits is not None and critics is not None:
-                logits[:, start:stop] = chunk.g_logits
+                logits[:, start:stop] = chunk.dense_logits()
                 critics[:, start:stop] = chunk.g_critic
             del chunk
     finally:
@@ -1574,20 +1631,31 @@ def _reference_run(
     spec = M.parse_method(method)
     coef, codes = spec.params(None)
     b = teachers.n_mdps
-    probs = np.ascontiguousarray(teachers.probs)
-    logp = floored_log(probs)
-    values = np.zeros(probs.shape[:2]) if teachers.values is None else np.array(teachers.values)
-    logits = np.zeros(probs.shape)
-    critic = np.zeros(probs.shape[:2])
+    probs = np.ascontiguousarray(teachers.probs)[None]
+    values = np.zeros(probs.shape[:3]) if teachers.values is None else np.array(teachers.values)
+    control = M.control_code(spec.default_control)
+    teacher = RK.teacher_table(
+        probs, floored_log(probs), values.reshape(probs.shape[:3]), np.ones(probs.shape[:3]),
+        control in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE),
+    )  # fmt: skip
+    n_explicit, explicit = RK.initial_explicit(probs)
+    students = RK.StudentTable(
+        np.zeros(probs.shape), np.zeros(probs.shape[:3]), n_explicit, explicit
+    )
+    critic = np.zeros(probs.shape[:3])
     steps = np.zeros(b, dtype=np.int64)
     seeds = np.random.default_rng(seed).integers(1, 2**63, size=b, dtype=np.uint64)
-    control = M.control_code(spec.default_control)
-    t0 = time.perf_counter()
-    K.reference_loop(  # type: ignore[call-arg]
-        *tables, seeds, iterations, max_steps, control, 0.0, probs, logp, values,
-        np.ones(probs.shape[1]), logits, critic, coef, codes, 0.1, 0.99, steps,
+    work = RK.make_row_work(probs.shape[2], probs.shape[3], max_steps)
+    episode = K.Episode(
+        np.zeros(max_steps + 1, dtype=np.int64), np.zeros(max_steps, dtype=np.int64),
+        np.zeros(max_steps),
     )  # fmt: skip
-    return time.perf_counter() - t0, int(steps.sum()), logits
+    t0 = time.perf_counter()
+    K.reference_loop(
+        K.EnvTables._make((*tables, max_steps)), seeds, iterations, control, 0.0, teacher, students,
+        critic, K.MethodParams(coef, codes, 0.1, 0.99), work, episode, steps,
+    )  # fmt: skip
+    return time.perf_counter() - t0, int(steps.sum()), RK.dense_logits(students)[0]
 
 
 def _grid_teachers(n_mdps: int, seed: int, env_kwargs: Mapping[str, Any]) -> tuple[Teachers, Any]:
@@ -1694,7 +1762,7 @@ def bench_students(
     )
     ref_seconds, ref_steps, ref_logits = _reference_run(tables, teachers, method, iterations, seed)
     ref_return = _Evaluator(models, teachers.probs, ("return",)).students(
-        np.arange(n_mdps), ref_logits
+        np.arange(n_mdps), RK.dense_table(ref_logits)
     )["return"]
     out.update(
         reference_seconds=ref_seconds,

@@ -10,6 +10,7 @@ import gridworld_env  # noqa: F401 -- registers the environments
 from distill_agents import BetaSchedule, distill, planning
 from distill_agents import runner as R
 from distill_agents.results import summarize
+from distill_agents.row_kernels import dense_table
 from distill_agents.teachers import Teachers, planned_teachers
 
 SMALL = {"width": 6, "height": 6}
@@ -517,7 +518,7 @@ def test_compiled_evaluation_matches_the_planning_path(family, env_kw):
     # Student 0 copies its (optimal, deterministic) teacher with probabilities exp(-1000) = 0
     # elsewhere: its reached states are computed afresh, not taken from full support.
     logits[idx[0]] = 1000.0 * teachers.probs[idx[0]]
-    fast = evaluator.students(idx, logits[idx])
+    fast = evaluator.students(idx, dense_table(logits[idx]))
     slow = evaluator.students_planning(idx, logits[idx])
     for name in R.METRICS:
         assert np.all(np.isfinite(fast[name]))
@@ -537,7 +538,7 @@ def test_compiled_evaluation_hands_students_that_never_end_to_planning():
     evaluator = R._Evaluator(envs.models, teachers.probs, ("return",))
     logits = np.zeros(teachers.probs.shape)
     np.testing.assert_allclose(
-        evaluator.students(np.arange(2), logits)["return"],
+        evaluator.students(np.arange(2), dense_table(logits))["return"],
         evaluator.students_planning(np.arange(2), logits)["return"],
         rtol=1e-12,
     )
@@ -548,11 +549,11 @@ def test_compiled_evaluation_hands_students_that_never_end_to_planning():
     # Other actions at probability exp(-1000) = 0: no path to the goal at all.
     logits[1, :, stay[0]] = 1000.0
     with pytest.raises(ValueError, match="never ends the episode"):
-        evaluator.students(np.arange(2), logits)
+        evaluator.students(np.arange(2), dense_table(logits))
     # At exp(-200) the goal is reachable, but 1 - P rounds to a zero pivot: singular.
     logits[1, :, stay[0]] = 200.0
     with pytest.raises(ValueError, match="singular"):
-        evaluator.students(np.arange(2), logits)
+        evaluator.students(np.arange(2), dense_table(logits))
 
 
 def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):

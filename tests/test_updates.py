@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 
 from distill_agents import methods as M
+from distill_agents import row_kernels as RK
 from distill_agents.updates import (
     TEACHER_PROB_FLOOR,
     control_probs,
     episode_update,
-    episode_update_kernel,
     episode_update_reference,
     floored_log,
-    make_workspace,
-    normalise_student_row,
     sample_control_action,
-    sample_control_row,
-    student_row_exps,
 )
 
 
@@ -220,19 +216,22 @@ def test_workspace_is_reusable_and_reset():
     case = random_case(rng, "n_distill+R")
     spec = M.parse_method("n_distill+R")
     coef, codes = spec.params("mc")
-    work = make_workspace(6, 4, 9)
+    work = RK.make_row_work(6, 4, 9)
+    probs = case["teacher_probs"]
+    teacher = RK.teacher_table(
+        probs, floored_log(probs), case["teacher_values"], case["teacher_weights"], False
+    )
     out = []
     for _ in range(2):
         logits, critic = case["logits"].copy(), case["critic"].copy()
-        probs = case["teacher_probs"]
-        episode_update_kernel(
-            case["obs"], case["keys"], case["actions"], case["rewards"], True, probs,
-            floored_log(probs), case["teacher_values"], case["teacher_weights"], logits, critic,
-            coef, codes, 0.1, 0.99, *work,
+        RK.episode_update_tables(
+            case["obs"], case["keys"], case["actions"], case["rewards"], True, teacher,
+            RK.dense_table(logits), critic, coef, codes, 0.1, 0.99, work,
         )  # fmt: skip
-        assert np.all(work[0] == -1)
+        assert np.all(work.slot == -1)
         out.append(logits)
     np.testing.assert_array_equal(out[0], out[1])
+    assert not np.array_equal(out[0], case["logits"])
 
 
 def test_empty_episode_is_a_no_op():
@@ -258,30 +257,6 @@ def test_sample_control_action_frequencies(control):
     np.testing.assert_allclose(counts / n, expected, atol=0.01)
     if control == "teacher":
         assert counts[1] == 0
-
-
-@pytest.mark.parametrize("control", list(M.CONTROLS))
-def test_sample_control_row_draws_what_sample_control_action_draws(control):
-    # The compiled runner keeps each student row of an episode (exponentials and their sum)
-    # and draws from it: the same action as the draw from the logits, for every uniform.
-    rng = np.random.default_rng(11)
-    code = M.CONTROLS[control]
-    for n_actions in (2, 4, 40):
-        for _ in range(20):
-            logits = rng.normal(scale=rng.choice([0.1, 3.0, 30.0]), size=(3, n_actions))
-            logits[1, : n_actions // 2] = logits[1, -1]  # ties
-            teacher = rng.dirichlet(np.ones(n_actions))
-            exps = np.empty((2, n_actions))
-            m, total = student_row_exps(logits, 2, exps, 1)
-            for u in np.concatenate([rng.random(50), [0.0, 0.3, 1.0 - 2.0**-53]]):
-                assert sample_control_row(code, 0.3, teacher, exps, 1, total, u) == (
-                    sample_control_action(code, 0.3, teacher, logits[2], u)
-                )
-            probs, grad, lse = exps.copy(), np.full_like(exps, 7.0), np.zeros(2)
-            normalise_student_row(probs, grad, lse, 1, m, total, True)
-            np.testing.assert_allclose(probs[1], softmax(logits[2]), rtol=1e-12)
-            np.testing.assert_allclose(lse[1], np.log(np.exp(logits[2]).sum()), rtol=1e-12)
-            assert (grad[1] == 0.0).all() and (grad[0] == 7.0).all()
 
 
 def test_control_probs_errors():
