@@ -142,11 +142,11 @@ def _index_rows_and_kl(
         ex = s.explicit[i]
         top = s.bulk[i]
         for j in range(n):
-            if lg[ex[j]] > top:
-                top = lg[ex[j]]
+            if lg[j] > top:
+                top = lg[j]
         total = 0.0
         for j in range(n):
-            e = math.exp(lg[ex[j]] - top)
+            e = math.exp(lg[j] - top)
             exps[j] = e
             total += e
         eb = math.exp(s.bulk[i] - top)

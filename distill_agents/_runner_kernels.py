@@ -38,6 +38,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from distill_agents.methods import CONTROL_MIXTURE, CONTROL_STUDENT
+from distill_agents.numerics import loop_kernel
 from distill_agents.row_kernels import (
     RowWork,
     StudentTable,
@@ -47,7 +48,7 @@ from distill_agents.row_kernels import (
     has_policy_gradient,
     prepare_episode_rows,
     prepare_row,
-    split_after_episode,
+    split_taken,
     update_student,
 )
 
@@ -204,7 +205,20 @@ def member_student(s: StudentTable, g: int, m: int) -> StudentTable:  # pragma: 
     return StudentTable(s.logits[g, m], s.bulk[g, m], s.n_explicit[g, m], s.explicit[g, m])
 
 
-@njit(cache=True)
+@njit(inline="always")
+def _snapshot(s: StudentTable, out: StudentTable, i: int) -> None:  # pragma: no cover
+    """Copy the student into entry ``i`` of the stacked ``out`` (element by element: no NRT)."""
+    n_obs, n_actions = s.logits.shape
+    for o in range(n_obs):
+        out.bulk[i, o] = s.bulk[o]
+        out.n_explicit[i, o] = s.n_explicit[o]
+        for j in range(n_actions):
+            out.logits[i, o, j] = s.logits[o, j]
+        for j in range(s.explicit.shape[1]):
+            out.explicit[i, o, j] = s.explicit[o, j]
+
+
+@loop_kernel
 def advance(
     obs: NDArray[np.int64],
     rewards: NDArray[np.float64],
@@ -258,7 +272,6 @@ def advance(
     act_buf = streams.act_buf
     n_sub = obs.shape[0]
     buf_len = act_buf.shape[1]
-    split = has_policy_gradient(method.coef, method.codes)
     running = 0
     refills = 0
     episodes = 0
@@ -295,10 +308,7 @@ def advance(
                 mdp_state[m, DONE] = done
                 e = schedule.eval_index[done]
                 if e >= 0:
-                    snapshots.logits[n_pending] = sm.logits
-                    snapshots.bulk[n_pending] = sm.bulk
-                    snapshots.n_explicit[n_pending] = sm.n_explicit
-                    snapshots.explicit[n_pending] = sm.explicit
+                    _snapshot(sm, snapshots, n_pending)
                     pending[n_pending, 0] = m
                     pending[n_pending, 1] = e
                     n_pending += 1
@@ -317,7 +327,7 @@ def advance(
         if ptr == buf_len:
             refills += 1
         beta = schedule.beta_table[mdp_state[m, DONE]]
-        actions[j] = draw_action(schedule.control, beta, tm, sm, obs[j], work, 0, u, split, False)
+        actions[j] = draw_action(schedule.control, beta, tm, sm, obs[j], work, 0, u, False)
     return running, refills, episodes, n_pending
 
 
@@ -376,10 +386,11 @@ def sample_outcome(
     return np.int64(recs[k]["state"]), recs[k]["reward"], np.int64(recs[k]["obs_key"])
 
 
-@njit(cache=True)
+@loop_kernel
 def reference_loop(
     env: EnvTables,
     seeds: NDArray[np.uint64],
+    state: NDArray[np.uint64],
     n_iter: int,
     control: int,
     beta: float,
@@ -398,14 +409,13 @@ def reference_loop(
     first record with ``cum > u`` is taken) with actions of the control policy (each drawn
     from its row prepared afresh) until a terminal state or ``max_steps``, then the update
     (:func:`~distill_agents.row_kernels.episode_update_tables`). Uniforms come from a
-    SplitMix64 stream per MDP seeded by ``seeds``; ``teachers``/``students``/``critic`` are
-    stacked ``[1, B, ...]``. ``steps[m]`` counts the environment steps.
+    SplitMix64 stream per MDP seeded by ``seeds`` (``state [1]``: the stream's state);
+    ``teachers``/``students``/``critic`` are stacked ``[1, B, ...]``. ``steps[m]`` counts the
+    environment steps. (Compiled without reference counting, as :func:`run_mdps`.)
     """
     n_mdps = env.outcomes.shape[0]
     max_steps = env.max_steps
-    split = has_policy_gradient(method.coef, method.codes)
     ep_obs, ep_act, ep_rew = episode.obs, episode.actions, episode.rewards
-    state = np.empty(1, dtype=np.uint64)
     for m in range(n_mdps):
         tm = member_teacher(teachers, 0, m)
         sm = member_student(students, 0, m)
@@ -418,9 +428,7 @@ def reference_loop(
             term = False
             while t < max_steps:
                 o = ep_obs[t]
-                a = draw_action(
-                    control, beta, tm, sm, o, work, 0, next_uniform(state), split, False
-                )
+                a = draw_action(control, beta, tm, sm, o, work, 0, next_uniform(state), False)
                 s, reward, key = sample_outcome(
                     env.outcomes, m, s, env.action_rows[a], next_uniform(state)
                 )
@@ -483,7 +491,8 @@ def _run_mdps_body(
     env_len = env_buf.shape[1]
     act_len = act_buf.shape[1]
     limit = env.max_steps
-    split = has_policy_gradient(method.coef, method.codes)
+    # Taken actions become explicit (methods with a policy-gradient term, tables with a bulk).
+    split = has_policy_gradient(method.coef, method.codes) and students.explicit.shape[-1] > 0
     # Each distinct row is prepared once per episode and serves both the student's draws and
     # the update (the logits do not change within an episode): at its first visit when the
     # control policy draws from the student, after the episode otherwise (preparing rows
@@ -527,9 +536,8 @@ def _run_mdps_body(
                 if t == limit:  # truncated: the row of the last observation is needed too
                     break
                 a = draw_action(
-                    control, beta, t0, s0, o, work, row, act_buf[m, p],
-                    split and rows_while_stepping, rows_while_stepping,
-                )  # fmt: skip
+                    control, beta, t0, s0, o, work, row, act_buf[m, p], rows_while_stepping
+                )
                 p += 1
                 s, reward, key = sample_outcome(
                     env.outcomes, m, s, env.action_rows[a], env_buf[m, e]
@@ -547,15 +555,15 @@ def _run_mdps_body(
             mdp_state[m, STEPS] += t
             n_idx = t if term else t + 1
             for g in range(n_group):  # the same episode updates each student of the group
-                sg = member_student(students, g, m)
+                sg = s0 if g == 0 else member_student(students, g, m)
+                tg = t0 if g == 0 else member_teacher(teachers, g, m)
+                if split:
+                    split_taken(sg, ep_obs, ep_act, t, work, rows_while_stepping)
                 if not rows_while_stepping:
-                    if split:
-                        split_after_episode(sg, ep_obs[:t], ep_act[:t])
                     n_rows = prepare_episode_rows(sg, ep_obs, ep_obs, n_idx, work)
                 update_student(
-                    ep_obs[: t + 1], ep_obs[: t + 1], ep_act[:t], ep_rew[:t], term,
-                    member_teacher(teachers, g, m), sg, critic[g, m], method.coef, method.codes,
-                    method.lr, method.gamma, work, n_rows,
+                    ep_obs, ep_obs, ep_act, ep_rew, t, term, tg, sg, critic[g, m], method.coef,
+                    method.codes, method.lr, method.gamma, work, n_rows,
                 )  # fmt: skip
             episodes += 1
             done += 1
@@ -570,7 +578,7 @@ def _run_mdps_body(
     return episodes
 
 
-@njit(cache=True)
+@loop_kernel
 def run_mdps(
     env: EnvTables,
     streams: Streams,

@@ -233,7 +233,6 @@ def distill(
         code in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE),
     )
     table = RK.student_table(n_obs, probs)
-    split = RK.has_policy_gradient(coef, codes)
 
     env_seed, rng, policy_rng = _streams(seed)
     student = TabularPolicy(np.zeros((n_obs, n_actions)), seed=policy_rng)
@@ -253,7 +252,7 @@ def distill(
         rewards: list[float] = []
         terminated = False
         while True:
-            a = RK.draw_action(code, b, rows, table, o, work, 0, rng.random(), split, False)
+            a = RK.draw_action(code, b, rows, table, o, work, 0, rng.random(), False)
             obs, reward, terminated, truncated, _ = env.step(a)
             o = _obs_index(obs, n_obs)
             obs_list.append(o)

@@ -26,7 +26,9 @@ Exchangeable actions: the bulk
 The tables (typed records, :class:`StudentTable`, :class:`TeacherTable`, :class:`RowWork`)
     ``StudentTable(logits [N, A], bulk [N], n_explicit [N], explicit [N, L])``: ``explicit[o,
     :n_explicit[o]]`` is the sorted list of row ``o``'s explicit actions (``L = A`` when some row
-    may have a bulk, else 0); ``logits[o, a]`` is valid for explicit ``a``. The teacher's
+    may have a bulk, else 0) and ``logits[o, j]`` the logit of the ``j``-th of them, packed (on a
+    dense row: of action ``j``), so that every pass over a row reads contiguous memory. The
+    teacher's
     ``bulk_probs [Nt]`` / ``bulk_logp [Nt]`` are its value on a row's bulk actions, and ``cum``
     its cumulative probabilities for the teacher's draws.
 
@@ -38,10 +40,11 @@ Draws
     dense rows the draws and the sums are those of a linear scan, operation for operation.
 
 Splitting
-    When a method with a policy-gradient term draws a bulk action, the action becomes explicit
-    (:func:`split_action`) before the update gives it its own term. A split changes no value
-    (its logit is the bulk's), only how later sums of the row are grouped; every loop splits at
-    the step that draws the action, so the vector-env loop, the compiled loop and the single-env
+    For a method with a policy-gradient term, the bulk actions an episode took become explicit
+    (:func:`split_taken`) after its steps and before its update gives them terms of their own.
+    A split changes no value (its logit is the bulk's), only how later sums of the row are
+    grouped; every loop splits at the same point (the draws of an episode see the rows as they
+    were at its start), so the vector-env loop, the compiled loop and the single-env
     :func:`~distill_agents.distill` train the same students.
 """
 
@@ -55,9 +58,14 @@ from numba import njit
 from numpy.typing import NDArray
 
 from distill_agents import methods as M
+from distill_agents.numerics import exp, loop_kernel
 
 __all__ = [
     "BULK_MIN_ACTIONS",
+    "COUNT_ENTRIES",
+    "COUNT_ROWS",
+    "COUNT_SPLITS",
+    "N_COUNTS",
     "N_ROW_STATS",
     "N_STEP_ROWS",
     "RowWork",
@@ -76,9 +84,7 @@ __all__ = [
     "make_row_work",
     "prepare_episode_rows",
     "prepare_row",
-    "split_action",
-    "split_after_episode",
-    "split_prepared",
+    "split_taken",
     "student_table",
     "teacher_cumulative",
     "teacher_table",
@@ -102,13 +108,20 @@ ST_C_CE = 8  #: summed coefficients of the cross-entropy loss gradient
 ST_C_IP = 9  #: ... of the information-potential loss gradient
 ST_C_RCE = 10  #: ... of the reverse cross-entropy loss gradient
 N_ROW_STATS = 11
+# Entries of ``RowWork.counts``.
+COUNT_ROWS = 0  #: rows prepared (:func:`prepare_row`)
+COUNT_ENTRIES = 1  #: explicit actions of the rows prepared
+COUNT_SPLITS = 2  #: bulk actions made explicit (:func:`split_taken`)
+N_COUNTS = 3
 
 
 class StudentTable(NamedTuple):
     """One tabular student (module docstring).
 
     Attributes:
-        logits: ``[N, A]`` float64; valid at the explicit actions of each row.
+        logits: ``[N, A]`` float64: ``logits[o, j]`` is the logit of the ``j``-th explicit
+            action of row ``o`` (of action ``j`` on a dense row); entries from ``n_explicit[o]``
+            on are unused.
         bulk: ``[N]`` float64: the logit shared by the row's bulk actions.
         n_explicit: ``[N]`` int64: explicit actions per row (``A``: a dense row).
         explicit: ``[N, L]`` int32: ``explicit[o, :n_explicit[o]]`` sorted (``L`` is 0 when no
@@ -160,6 +173,9 @@ class RowWork(NamedTuple):
         extra: ``[U, A]`` per-explicit-action terms of the gradient (policy gradient of the
             taken actions; losses at foreign keys).
         stats: ``[U, N_ROW_STATS]`` per-row scalars (``ST_*``).
+        taken: ``[W]`` scratch of :func:`split_taken`.
+        counts: ``[N_COUNTS]`` work done so far (``COUNT_*``: rows prepared, their explicit
+            actions, actions split), for the benchmark.
         steps: ``[N_STEP_ROWS, W]`` per-step quantities of episodes up to ``W - 1`` steps.
     """
 
@@ -170,6 +186,8 @@ class RowWork(NamedTuple):
     cum: NDArray[np.float64]
     extra: NDArray[np.float64]
     stats: NDArray[np.float64]
+    taken: NDArray[np.int64]
+    counts: NDArray[np.int64]
     steps: NDArray[np.float64]
 
 
@@ -177,7 +195,7 @@ class RowWork(NamedTuple):
 def make_row_work(n_obs: int, n_actions: int, max_steps: int) -> RowWork:
     """Scratch arrays for episodes of up to ``max_steps`` steps on ``[n_obs, n_actions]`` tables.
 
-    A longer episode still works (the per-step arrays are then allocated for it).
+    The kernels refuse a longer episode (they allocate nothing).
     """
     rows = max(1, min(int(n_obs), int(max_steps) + 1))
     a = int(n_actions)
@@ -189,6 +207,8 @@ def make_row_work(n_obs: int, n_actions: int, max_steps: int) -> RowWork:
         np.zeros((rows, a)),
         np.zeros((rows, a)),
         np.zeros((rows, N_ROW_STATS)),
+        np.zeros(int(max_steps) + 1, dtype=np.int64),
+        np.zeros(N_COUNTS, dtype=np.int64),
         np.zeros((N_STEP_ROWS, int(max_steps) + 1)),
     )
 
@@ -333,8 +353,7 @@ def _fill_dense(
         for a in range(n_actions):
             out[o, a] = bulk[o]
         for j in range(n):
-            a = explicit[o, j]
-            out[o, a] = logits[o, a]
+            out[o, explicit[o, j]] = logits[o, j]
 
 
 def dense_logits(table: StudentTable, out: NDArray[np.float64] | None = None) -> NDArray:
@@ -382,58 +401,66 @@ def prepare_row(s: StudentTable, o: int, w: RowWork, u: int) -> None:  # pragma:
     ``exps[u, j] = exp(logit of the j-th explicit action - max)``, ``cum[u, j]`` their running
     sum; ``stats[u]``: the max, the total (``n_bulk * exp(bulk - max)`` added last) and the
     bulk's exponential. A pure function of the row's state, so a loop may compute it once per
-    episode or at every step.
+    episode or at every step. (The kernels index the 2-D tables directly: views of rows would
+    cost two reference-count updates each.)
     """
-    n_actions = s.logits.shape[1]
+    logits, exps, cum = s.logits, w.exps, w.cum
+    n_actions = logits.shape[1]
     n = s.n_explicit[o]
-    lg = s.logits[o]
-    exps = w.exps[u]
-    cum = w.cum[u]
-    if n == n_actions:
-        top = lg[0]
-        for a in range(1, n_actions):
-            if lg[a] > top:
-                top = lg[a]
-        total = 0.0
-        for a in range(n_actions):
-            e = math.exp(lg[a] - top)
-            exps[a] = e
-            total += e
-            cum[a] = total
-        w.stats[u, ST_MAX] = top
-        w.stats[u, ST_TOTAL] = total
-        w.stats[u, ST_BULK_EXP] = 0.0
-        return
-    ex = s.explicit[o]
-    top = s.bulk[o]
-    for j in range(n):
-        v = lg[ex[j]]
-        if v > top:
-            top = v
+    w.counts[COUNT_ROWS] += 1
+    w.counts[COUNT_ENTRIES] += n
+    top = _row_max(logits, o, n, logits[o, 0] if n == n_actions else s.bulk[o])
+    for j in range(n):  # apart from the running sum, so that the exponentials vectorise
+        exps[u, j] = exp(logits[o, j] - top)
     total = 0.0
     for j in range(n):
-        e = math.exp(lg[ex[j]] - top)
-        exps[j] = e
-        total += e
-        cum[j] = total
-    eb = math.exp(s.bulk[o] - top)
+        total += exps[u, j]
+        cum[u, j] = total
     w.stats[u, ST_MAX] = top
-    w.stats[u, ST_TOTAL] = total + (n_actions - n) * eb
-    w.stats[u, ST_BULK_EXP] = eb
+    if n == n_actions:
+        w.stats[u, ST_TOTAL] = total
+        w.stats[u, ST_BULK_EXP] = 0.0
+    else:
+        eb = exp(s.bulk[o] - top)
+        w.stats[u, ST_TOTAL] = total + (n_actions - n) * eb
+        w.stats[u, ST_BULK_EXP] = eb
 
 
 @njit(inline="always")
-def _first_above(cum: NDArray[np.float64], n: int, target: float) -> int:  # pragma: no cover
-    """Smallest ``j < n`` with ``cum[j] > target`` (``cum`` non-decreasing), else ``n``."""
+def _row_max(
+    values: NDArray[np.float64], o: int, n: int, start: float
+) -> float:  # pragma: no cover - compiled
+    """``max(start, values[o, :n])``, in four interleaved chains (the maximum is exact)."""
+    m0 = m1 = m2 = m3 = start
+    j = 0
+    while j + 4 <= n:
+        m0 = values[o, j] if values[o, j] > m0 else m0
+        m1 = values[o, j + 1] if values[o, j + 1] > m1 else m1
+        m2 = values[o, j + 2] if values[o, j + 2] > m2 else m2
+        m3 = values[o, j + 3] if values[o, j + 3] > m3 else m3
+        j += 4
+    while j < n:
+        m0 = values[o, j] if values[o, j] > m0 else m0
+        j += 1
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    return m2 if m2 > m0 else m0
+
+
+@njit(inline="always")
+def _first_above(
+    cum: NDArray[np.float64], row: int, n: int, target: float
+) -> int:  # pragma: no cover - compiled
+    """Smallest ``j < n`` with ``cum[row, j] > target`` (non-decreasing), else ``n``."""
     if n <= 16:
         for j in range(n):
-            if cum[j] > target:
+            if cum[row, j] > target:
                 return j
         return n
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if cum[mid] > target:
+        if cum[row, mid] > target:
             hi = mid
         else:
             lo = mid + 1
@@ -443,7 +470,7 @@ def _first_above(cum: NDArray[np.float64], n: int, target: float) -> int:  # pra
 @njit(inline="always")
 def _bulk_ordinal(
     base: float, eb: float, lo: int, hi: int, target: float
-) -> int:  # pragma: no cover
+) -> int:  # pragma: no cover - compiled
     """Smallest bulk ordinal ``q`` in ``[lo, hi)`` with ``base + (q + 1) * eb > target``.
 
     ``hi - 1`` if there is none (rounding, or bulk weights that underflowed to 0).
@@ -474,99 +501,64 @@ def draw_student(
         ``(action, position, bulk)``: ``position`` is the action's index in the row's explicit
         list, or where it would be inserted when ``bulk`` (it is one of the bulk's members).
     """
+    cum, ex = w.cum, s.explicit
     n_actions = s.logits.shape[1]
     n = s.n_explicit[o]
-    cum = w.cum[u]
     target = x * w.stats[u, ST_TOTAL]
     if n == n_actions:
-        j = _first_above(cum, n_actions, target)
+        j = _first_above(cum, u, n_actions, target)
         a = j if j < n_actions else n_actions - 1
         return a, a, False
-    ex = s.explicit[o]
     eb = w.stats[u, ST_BULK_EXP]
     # Smallest j whose explicit action ends above the target (bulk members below it included).
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if cum[mid] + (ex[mid] - mid) * eb > target:
+        if cum[u, mid] + (ex[o, mid] - mid) * eb > target:
             hi = mid
         else:
             lo = mid + 1
     j = lo
     if j > 0:
-        base = cum[j - 1]
-        q_lo = ex[j - 1] - (j - 1)
-        start = ex[j - 1] + 1
+        base = cum[u, j - 1]
+        q_lo = ex[o, j - 1] - (j - 1)
+        start = ex[o, j - 1] + 1
     else:
         base = 0.0
         q_lo = 0
         start = 0
-    q_hi = ex[j] - j if j < n else n_actions - n
+    q_hi = ex[o, j] - j if j < n else n_actions - n
     if q_hi > q_lo and (j == n or base + q_hi * eb > target):
         q = _bulk_ordinal(base, eb, q_lo, q_hi, target)
         return start + (q - q_lo), j, True
     if j == n:
         return n_actions - 1, n - 1, False
-    return ex[j], j, False
+    return ex[o, j], j, False
 
 
 @njit(cache=True, inline="always")
 def draw_teacher(t: TeacherTable, k: int, x: float) -> int:  # pragma: no cover - compiled
     """Draw from the teacher's row ``k`` (the first action whose running sum exceeds ``x``)."""
     n_actions = t.cum.shape[1]
-    j = _first_above(t.cum[k], n_actions, x)
+    j = _first_above(t.cum, k, n_actions, x)
     return j if j < n_actions else t.last[k]
 
 
 @njit(cache=True, inline="always")
-def _search(ex: NDArray[np.int32], n: int, a: int) -> int:  # pragma: no cover - compiled
-    """Position of ``a`` in the sorted ``ex[:n]``, or ``-(insertion point) - 1``."""
+def _search(s: StudentTable, o: int, a: int) -> int:  # pragma: no cover - compiled
+    """Position of ``a`` in row ``o``'s explicit list, or ``-(insertion point) - 1``."""
+    ex = s.explicit
+    n = s.n_explicit[o]
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if ex[mid] < a:
+        if ex[o, mid] < a:
             lo = mid + 1
         else:
             hi = mid
-    if lo < n and ex[lo] == a:
+    if lo < n and ex[o, lo] == a:
         return lo
     return -lo - 1
-
-
-@njit(cache=True, inline="always")
-def split_action(s: StudentTable, o: int, a: int, pos: int) -> None:  # pragma: no cover
-    """Make the bulk action ``a`` of row ``o`` explicit at list position ``pos``."""
-    n = s.n_explicit[o]
-    ex = s.explicit[o]
-    for j in range(n, pos, -1):
-        ex[j] = ex[j - 1]
-    ex[pos] = a
-    s.logits[o, a] = s.bulk[o]
-    s.n_explicit[o] = n + 1
-
-
-@njit(cache=True, inline="always")
-def split_prepared(
-    s: StudentTable, o: int, a: int, pos: int, w: RowWork, u: int
-) -> None:  # pragma: no cover - compiled
-    """:func:`split_action`, and row ``u`` of the workspace updated as :func:`prepare_row` would.
-
-    The new explicit entry's exponential is the bulk's; the running sums from ``pos`` on are
-    summed again in order, so the row is exactly what preparing it from scratch gives.
-    """
-    n = s.n_explicit[o]
-    exps = w.exps[u]
-    cum = w.cum[u]
-    for j in range(n, pos, -1):
-        exps[j] = exps[j - 1]
-    eb = w.stats[u, ST_BULK_EXP]
-    exps[pos] = eb
-    total = cum[pos - 1] if pos > 0 else 0.0
-    for j in range(pos, n + 1):
-        total += exps[j]
-        cum[j] = total
-    split_action(s, o, a, pos)
-    w.stats[u, ST_TOTAL] = total + (s.logits.shape[1] - (n + 1)) * eb
 
 
 @njit(cache=True, inline="always")
@@ -579,7 +571,6 @@ def draw_action(
     w: RowWork,
     u: int,
     x: float,
-    split: bool,
     prepared: bool,
 ) -> int:  # pragma: no cover - compiled
     """One action of the control policy at row ``o`` (key ``o``) from one uniform ``x``.
@@ -592,66 +583,140 @@ def draw_action(
         s: the student.
         o: the row.
         w: workspace; row ``u`` holds row ``o`` prepared when ``prepared``, else it is used as
-            scratch (the row is prepared there first).
+            scratch (the row is prepared there first when the student draws).
         u: workspace row.
         x: the uniform.
-        split: make a drawn bulk action explicit (methods with a policy-gradient term).
         prepared: see ``w``.
     """
-    n_actions = s.logits.shape[1]
-    if control == M.CONTROL_UNIFORM or control == M.CONTROL_TEACHER:
-        if control == M.CONTROL_TEACHER:
-            a = draw_teacher(t, o, x)
-        else:
-            a = min(int(x * n_actions), n_actions - 1)
-        if split and s.n_explicit[o] < n_actions:
-            pos = _search(s.explicit[o], s.n_explicit[o], a)
-            if pos < 0:
-                split_action(s, o, a, -pos - 1)
-        return a
-    if control == M.CONTROL_MIXTURE and x < beta:
-        a = draw_teacher(t, o, x / beta)
-        if split and s.n_explicit[o] < n_actions:
-            pos = _search(s.explicit[o], s.n_explicit[o], a)
-            if pos < 0:
-                if prepared:
-                    split_prepared(s, o, a, -pos - 1, w, u)
-                else:
-                    split_action(s, o, a, -pos - 1)
-        return a
+    if control == M.CONTROL_TEACHER:
+        return draw_teacher(t, o, x)
+    if control == M.CONTROL_UNIFORM:
+        n_actions = s.logits.shape[1]
+        return min(int(x * n_actions), n_actions - 1)
     if control == M.CONTROL_MIXTURE:
+        if x < beta:
+            return draw_teacher(t, o, x / beta)
         x = (x - beta) / (1.0 - beta)
     if not prepared:
         prepare_row(s, o, w, u)
-    a, pos, bulk = draw_student(s, o, w, u, x)
-    if split and bulk:
-        if prepared:
-            split_prepared(s, o, a, pos, w, u)
-        else:
-            split_action(s, o, a, pos)
-    return a
+    return draw_student(s, o, w, u, x)[0]
 
 
-@njit(cache=True, inline="always")
-def split_after_episode(
-    s: StudentTable, obs: NDArray[np.int64], actions: NDArray[np.int64]
+@njit(inline="always")
+def _sort(keys: NDArray[np.int64], n: int) -> None:  # pragma: no cover - compiled
+    """Sort ``keys[:n]`` in place (Shell sort with Ciura's gaps; no allocation)."""
+    for gap in (701, 301, 132, 57, 23, 10, 4, 1):
+        for i in range(gap, n):
+            v = keys[i]
+            j = i
+            while j >= gap and keys[j - gap] > v:
+                keys[j] = keys[j - gap]
+                j -= gap
+            keys[j] = v
+
+
+@njit(inline="always")
+def _merge_into_row(
+    s: StudentTable, o: int, keys: NDArray[np.int64], lo: int, m: int, w: RowWork, u: int
 ) -> None:  # pragma: no cover - compiled
-    """Make every action the episode took explicit in its row.
+    """Make the sorted, distinct bulk actions ``keys[lo:lo + m] % A`` of row ``o`` explicit.
 
-    What :func:`draw_action` with ``split`` does at each step, for control policies whose draws
-    do not read the student's row.
+    With ``u >= 0`` the row is prepared in row ``u`` of the workspace and stays so: the new
+    entries' exponentials are the bulk's, and the running sums are summed again, in order, from
+    the first new entry on (exactly what :func:`prepare_row` gives).
+    """
+    ex, logits = s.explicit, s.logits
+    exps, cum = w.exps, w.cum
+    n_actions = logits.shape[1]
+    n = s.n_explicit[o]
+    eb = w.stats[u, ST_BULK_EXP] if u >= 0 else 0.0
+    i = n - 1  # the next old entry to move, from the end
+    left = m  # new entries still to place
+    pos = n + m - 1
+    while left > 0:
+        new = keys[lo + left - 1] % n_actions
+        if i >= 0 and ex[o, i] > new:
+            ex[o, pos] = ex[o, i]
+            logits[o, pos] = logits[o, i]
+            if u >= 0:
+                exps[u, pos] = exps[u, i]
+            i -= 1
+        else:
+            ex[o, pos] = new
+            logits[o, pos] = s.bulk[o]
+            if u >= 0:
+                exps[u, pos] = eb
+            left -= 1
+        pos -= 1
+    s.n_explicit[o] = n + m
+    w.counts[COUNT_SPLITS] += m
+    if u >= 0:
+        first = pos + 1  # entries below it did not move
+        total = cum[u, first - 1] if first > 0 else 0.0
+        for j in range(first, n + m):
+            total += exps[u, j]
+            cum[u, j] = total
+        w.stats[u, ST_TOTAL] = total + (n_actions - (n + m)) * eb
+
+
+@loop_kernel
+def split_taken(
+    s: StudentTable,
+    obs: NDArray[np.int64],
+    actions: NDArray[np.int64],
+    n_steps: int,
+    w: RowWork,
+    prepared: bool,
+) -> None:  # pragma: no cover - compiled
+    """Make every action the episode took explicit in its row (before the episode's update).
+
+    Called once per episode, after the steps, by methods with a policy-gradient term (the
+    taken action gets a term of its own); the draws of the episode saw the rows as they were
+    at its start. With ``prepared`` every row of the episode is prepared in the workspace
+    (``w.slot``) and is kept so. (Not inlined: a call per episode costs less than the room its
+    code takes in the loops that call it.)
     """
     n_actions = s.logits.shape[1]
-    for t in range(actions.shape[0]):
+    keys = w.taken
+    k = 0
+    for t in range(n_steps):
         o = obs[t]
-        n = s.n_explicit[o]
-        if n < n_actions:
-            pos = _search(s.explicit[o], n, actions[t])
-            if pos < 0:
-                split_action(s, o, actions[t], -pos - 1)
+        a = actions[t]
+        if s.n_explicit[o] < n_actions and _search(s, o, a) < 0:
+            keys[k] = o * n_actions + a
+            k += 1
+    if k == 0:
+        return
+    _sort(keys, k)
+    i = 0
+    while i < k:
+        o = keys[i] // n_actions
+        m = 1  # distinct keys of row o, moved to keys[i:i + m]
+        j = i + 1
+        while j < k and keys[j] // n_actions == o:
+            if keys[j] != keys[i + m - 1]:
+                keys[i + m] = keys[j]
+                m += 1
+            j += 1
+        _merge_into_row(s, o, keys, i, m, w, w.slot[o] if prepared else -1)
+        i = j
 
 
 # ============================================================================= the update
+# Rows of ``RowWork.steps``: the per-step quantities of an episode.
+_V_STUDENT = 0  # V_theta(s_t); 0 after a terminal transition
+_V_TEACHER = 1  # V_pi(s_t); 0 after a terminal transition
+_GATE = 2  # [V_pi(s_t) > V_theta(s_t)] when vcond, else 1
+_CE = 3  # H_x(pi || pi_theta)
+_IP = 4  # -sum pi pi_theta
+_RCE = 5  # H_x(pi_theta || pi)
+_LOSS = 6  # w * gate * (c_ce ce + c_ip ip)
+_RHAT = 7  # the reward term rhat_t
+_BOOT = 8  # the value bootstrapped at s_t (t >= 1); 0 after terminal
+_ADV = 9  # the advantage
+_TARGET = 10  # the critic's target
+
+
 @njit(cache=True, inline="always")
 def _row_quantities(
     s: StudentTable,
@@ -660,74 +725,63 @@ def _row_quantities(
     k: int,
     w: RowWork,
     u: int,
+    need: bool,
     need_ce: bool,
-    need_ip: bool,
-    need_rce: bool,
 ) -> None:  # pragma: no cover - compiled
-    """Row ``u``'s lse and its cross-entropies and information potential at key ``k``."""
-    n_actions = s.logits.shape[1]
+    """Row ``u``'s lse, and (``need``) its cross-entropies and information potential at key ``k``.
+
+    ``H_x(pi || pi_theta)`` only where ``need_ce``; ``-sum pi pi_theta`` and ``H_x(pi_theta ||
+    pi)`` (floored ``log pi``) with every ``need``.
+    """
+    logits, exps, probs, logp, st = s.logits, w.exps, t.probs, t.logp, w.stats
+    n_actions = logits.shape[1]
     n = s.n_explicit[o]
-    st = w.stats[u]
-    total = st[ST_TOTAL]
-    lse = st[ST_MAX] + math.log(total)
-    st[ST_LSE] = lse
-    if not (need_ce or need_ip or need_rce):
-        st[ST_CE] = 0.0
-        st[ST_IP] = 0.0
-        st[ST_RCE] = 0.0
-        return
-    inv = 1.0 / total
-    lg = s.logits[o]
-    exps = w.exps[u]
-    pk = t.probs[k]
-    lk = t.logp[k]
+    total = st[u, ST_TOTAL]
+    lse = st[u, ST_MAX] + math.log(total)
+    st[u, ST_LSE] = lse
     ce = 0.0
     ip = 0.0
     rce = 0.0
-    if n == n_actions:
-        for a in range(n_actions):
-            pa = pk[a]
-            p = exps[a] * inv
-            if need_ce and pa != 0.0:
-                ce -= pa * (lg[a] - lse)
-            ip -= pa * p
-            rce -= p * lk[a]
-    else:
-        ex = s.explicit[o]
-        for j in range(n):
-            a = ex[j]
-            pa = pk[a]
-            p = exps[j] * inv
-            if need_ce and pa != 0.0:
-                ce -= pa * (lg[a] - lse)
-            ip -= pa * p
-            rce -= p * lk[a]
-        n_bulk = n_actions - n
-        pb = t.bulk_probs[k]
-        p = st[ST_BULK_EXP] * inv
-        if need_ce and pb != 0.0:
-            ce -= n_bulk * (pb * (s.bulk[o] - lse))
-        ip -= n_bulk * (pb * p)
-        rce -= n_bulk * (p * t.bulk_logp[k])
-    st[ST_CE] = ce
-    st[ST_IP] = ip
-    st[ST_RCE] = rce
+    if need:
+        inv = 1.0 / total
+        if n == n_actions:
+            for a in range(n_actions):
+                pa = probs[k, a]
+                p = exps[u, a] * inv
+                if need_ce and pa != 0.0:
+                    ce -= pa * (logits[o, a] - lse)
+                ip -= pa * p
+                rce -= p * logp[k, a]
+        else:
+            ex = s.explicit
+            for j in range(n):
+                a = ex[o, j]
+                pa = probs[k, a]
+                p = exps[u, j] * inv
+                if need_ce and pa != 0.0:
+                    ce -= pa * (logits[o, j] - lse)
+                ip -= pa * p
+                rce -= p * logp[k, a]
+            n_bulk = n_actions - n
+            pb = t.bulk_probs[k]
+            p = st[u, ST_BULK_EXP] * inv
+            if need_ce and pb != 0.0:
+                ce -= n_bulk * (pb * (s.bulk[o] - lse))
+            ip -= n_bulk * (pb * p)
+            rce -= n_bulk * (p * t.bulk_logp[k])
+    st[u, ST_CE] = ce
+    st[u, ST_IP] = ip
+    st[u, ST_RCE] = rce
 
 
 @njit(cache=True, inline="always")
 def _foreign_key_step(
-    s: StudentTable,
-    t: TeacherTable,
-    o: int,
-    k: int,
-    w: RowWork,
-    u: int,
+    s: StudentTable, t: TeacherTable, o: int, k: int, w: RowWork, u: int
 ) -> tuple[float, float, float]:  # pragma: no cover - compiled
     """The row quantities of dense row ``o`` at a key other than its own (per step)."""
     n_actions = s.logits.shape[1]
-    st = w.stats[u]
-    inv = 1.0 / st[ST_TOTAL]
-    lse = st[ST_LSE]
+    inv = 1.0 / w.stats[u, ST_TOTAL]
+    lse = w.stats[u, ST_LSE]
     ce = 0.0
     ip = 0.0
     rce = 0.0
@@ -744,21 +798,15 @@ def _foreign_key_step(
 @njit(cache=True, inline="always")
 def _student_logit(s: StudentTable, o: int, a: int) -> float:  # pragma: no cover - compiled
     """The logit of action ``a`` in row ``o`` (the bulk's if ``a`` is a bulk action)."""
-    n = s.n_explicit[o]
-    if n == s.logits.shape[1] or _search(s.explicit[o], n, a) >= 0:
+    if s.n_explicit[o] == s.logits.shape[1]:
         return s.logits[o, a]
-    return s.bulk[o]
+    pos = _search(s, o, a)
+    return s.logits[o, pos] if pos >= 0 else s.bulk[o]
 
 
 @njit(cache=True, inline="always")
 def _gradient_step(
-    s: StudentTable,
-    t: TeacherTable,
-    o: int,
-    k: int,
-    w: RowWork,
-    u: int,
-    lr: float,
+    s: StudentTable, t: TeacherTable, o: int, k: int, w: RowWork, u: int, lr: float
 ) -> None:  # pragma: no cover - compiled
     """``theta_o -= lr * (summed Eq. 1 gradient of the row's steps)``, bulk included.
 
@@ -766,40 +814,39 @@ def _gradient_step(
     - C_ce * pi_a + extra_a``, with ``G`` the summed advantages, ``C_*`` the summed loss
     coefficients, ``dot = sum pi p`` and ``rce`` the row's reverse cross-entropy.
     """
-    n_actions = s.logits.shape[1]
+    logits, exps, extra, probs, logp, st = s.logits, w.exps, w.extra, t.probs, t.logp, w.stats
+    n_actions = logits.shape[1]
     n = s.n_explicit[o]
-    st = w.stats[u]
-    inv = 1.0 / st[ST_TOTAL]
-    c_ce = st[ST_C_CE]
-    c_ip = st[ST_C_IP]
-    c_rce = st[ST_C_RCE]
-    scale = st[ST_ADV] + c_ce + c_ip * (-st[ST_IP]) - c_rce * st[ST_RCE]
-    simple = c_ip == 0.0 and c_rce == 0.0
-    lg = s.logits[o]
-    exps = w.exps[u]
-    extra = w.extra[u]
-    pk = t.probs[k]
-    lk = t.logp[k]
-    if n == n_actions:
-        if simple:
+    inv = 1.0 / st[u, ST_TOTAL]
+    c_ce = st[u, ST_C_CE]
+    c_ip = st[u, ST_C_IP]
+    c_rce = st[u, ST_C_RCE]
+    scale = st[u, ST_ADV] + c_ce + c_ip * (-st[u, ST_IP]) - c_rce * st[u, ST_RCE]
+    if c_ce == 0.0 and c_ip == 0.0 and c_rce == 0.0:  # no loss term: the teacher is not read
+        for j in range(n):
+            logits[o, j] -= lr * (exps[u, j] * inv * scale + extra[u, j])
+    elif n == n_actions:
+        if c_ip == 0.0 and c_rce == 0.0:
             for a in range(n_actions):
-                lg[a] -= lr * (exps[a] * inv * scale - c_ce * pk[a] + extra[a])
+                logits[o, a] -= lr * (exps[u, a] * inv * scale - c_ce * probs[k, a] + extra[u, a])
         else:
             for a in range(n_actions):
-                p = exps[a] * inv
-                g = p * (scale - c_ip * pk[a] - c_rce * lk[a]) - c_ce * pk[a] + extra[a]
-                lg[a] -= lr * g
+                p = exps[u, a] * inv
+                g = p * (scale - c_ip * probs[k, a] - c_rce * logp[k, a])
+                logits[o, a] -= lr * (g - c_ce * probs[k, a] + extra[u, a])
+    else:
+        ex = s.explicit
+        for j in range(n):
+            a = ex[o, j]
+            p = exps[u, j] * inv
+            g = p * (scale - c_ip * probs[k, a] - c_rce * logp[k, a])
+            logits[o, j] -= lr * (g - c_ce * probs[k, a] + extra[u, j])
+    if n == n_actions:
         return
-    ex = s.explicit[o]
-    for j in range(n):
-        a = ex[j]
-        p = exps[j] * inv
-        g = p * (scale - c_ip * pk[a] - c_rce * lk[a]) - c_ce * pk[a] + extra[j]
-        lg[a] -= lr * g
     pb = t.bulk_probs[k]
-    p = st[ST_BULK_EXP] * inv
-    g = p * (scale - c_ip * pb - c_rce * t.bulk_logp[k]) - c_ce * pb
-    s.bulk[o] -= lr * g
+    p = st[u, ST_BULK_EXP] * inv
+    g = p * (scale - c_ip * pb - c_rce * t.bulk_logp[k])
+    s.bulk[o] -= lr * (g - c_ce * pb)
 
 
 @njit(cache=True, inline="always")
@@ -808,6 +855,7 @@ def update_student(
     keys: NDArray[np.int64],
     actions: NDArray[np.int64],
     rewards: NDArray[np.float64],
+    n_steps: int,
     terminated: bool,
     t: TeacherTable,
     s: StudentTable,
@@ -827,13 +875,14 @@ def update_student(
     ``w.slot`` is back at -1.
 
     Args:
-        obs: ``[T + 1]`` student table index at steps ``0..T`` (the last is the observation
+        obs: ``[>= T + 1]`` student table index at steps ``0..T`` (the last is the observation
             after the final step; unused when ``terminated``).
-        keys: ``[T + 1]`` teacher key at the same steps (``obs`` itself when the teacher is
+        keys: ``[>= T + 1]`` teacher key at the same steps (``obs`` itself when the teacher is
             indexed like the student; other keys need dense rows).
-        actions: ``[T]`` actions taken (explicit in their rows when the method has a
+        actions: ``[>= T]`` actions taken (explicit in their rows when the method has a
             policy-gradient term: :func:`draw_action` splits them).
-        rewards: ``[T]`` environment rewards ``r_t``.
+        rewards: ``[>= T]`` environment rewards ``r_t``.
+        n_steps: the episode's length ``T >= 1``.
         terminated: the last transition entered a terminal state (values and losses after it
             are 0); ``False`` for a truncated episode (bootstrapped from step ``T``).
         t: the teacher.
@@ -847,7 +896,6 @@ def update_student(
         w: the workspace.
         n_rows: rows of the episode in ``w``.
     """
-    n_steps = actions.shape[0]
     n_actions = s.logits.shape[1]
     n_idx = n_steps if terminated else n_steps + 1
     c_env = coef[M.C_ENV]
@@ -865,153 +913,150 @@ def update_student(
     boot_source = codes[M.K_BOOTSTRAP]
     vcond = codes[M.K_VCOND] != 0
     use_critic = critic_mode != M.CRITIC_NONE
+    pg = has_policy_gradient(coef, codes)
     # H_x(pi || pi_theta) itself only enters through the next step's loss (N-distill); its
     # gradient does not need it.
     need_ce = c_ce != 0.0 and c_next_loss != 0.0
-    need_ip = c_ip != 0.0
-    need_rce = c_rce != 0.0 or (c_next_logp != 0.0 and not terminated)
+    need = need_ce or c_ip != 0.0 or c_rce != 0.0 or (c_next_logp != 0.0 and not terminated)
+    slot, st, values, weights = w.slot, w.stats, t.values, t.weights
 
     # --- 1. per row: lse and the row quantities at its own key; zero the accumulators.
     for u in range(n_rows):
         o = w.row_obs[u]
-        _row_quantities(s, t, o, w.row_key[u], w, u, need_ce, need_ip, need_rce)
-        st = w.stats[u]
-        st[ST_ADV] = 0.0
-        st[ST_C_CE] = 0.0
-        st[ST_C_IP] = 0.0
-        st[ST_C_RCE] = 0.0
-        n = s.n_explicit[o]
-        for j in range(n):
+        _row_quantities(s, t, o, w.row_key[u], w, u, need, need_ce)
+        st[u, ST_ADV] = 0.0
+        st[u, ST_C_CE] = 0.0
+        st[u, ST_C_IP] = 0.0
+        st[u, ST_C_RCE] = 0.0
+        for j in range(s.n_explicit[o]):
             w.extra[u, j] = 0.0
 
     # --- 2. per-step state quantities (before the update).
     n1 = n_steps + 1
-    buf = w.steps if w.steps.shape[1] >= n1 else np.empty((N_STEP_ROWS, n1))
-    buf[:, :n1] = 0.0
-    v_student = buf[0, :n1]  # V_theta(s_t); 0 after a terminal transition
-    v_teacher = buf[1, :n1]  # V_pi(s_t); 0 after a terminal transition
-    gate = buf[2, :n1]  # [V_pi(s_t) > V_theta(s_t)] when vcond
-    gate[:] = 1.0
-    ce = buf[3, :n1]  # H_x(pi || pi_theta)
-    ip = buf[4, :n1]  # -sum pi pi_theta
-    rce = buf[5, :n1]  # H_x(pi_theta || pi)
-    loss_state = buf[6, :n1]  # w * gate * (c_ce ce + c_ip ip)
+    buf = w.steps
+    if buf.shape[1] < n1:
+        raise ValueError("the workspace is too short for this episode (make_row_work)")
+    for i in range(n1):
+        buf[_V_STUDENT, i] = 0.0
+        buf[_V_TEACHER, i] = 0.0
+        buf[_GATE, i] = 1.0
+        buf[_CE, i] = 0.0
+        buf[_IP, i] = 0.0
+        buf[_RCE, i] = 0.0
+        buf[_LOSS, i] = 0.0
+        buf[_BOOT, i] = 0.0
     for i in range(n_idx):
         o = obs[i]
         k = keys[i]
-        u = w.slot[o]
-        v_student[i] = critic[o]
-        v_teacher[i] = t.values[k]
+        u = slot[o]
+        buf[_V_STUDENT, i] = critic[o]
+        buf[_V_TEACHER, i] = values[k]
         if vcond:
-            gate[i] = 1.0 if t.values[k] > critic[o] else 0.0
+            buf[_GATE, i] = 1.0 if values[k] > critic[o] else 0.0
         if k == w.row_key[u]:
-            ce[i] = w.stats[u, ST_CE]
-            ip[i] = w.stats[u, ST_IP]
-            rce[i] = w.stats[u, ST_RCE]
+            ce, ip, rce = st[u, ST_CE], st[u, ST_IP], st[u, ST_RCE]
         else:
-            ce[i], ip[i], rce[i] = _foreign_key_step(s, t, o, k, w, u)
-        loss_state[i] = t.weights[k] * gate[i] * (c_ce * ce[i] + c_ip * ip[i])
+            ce, ip, rce = _foreign_key_step(s, t, o, k, w, u)
+        buf[_CE, i] = ce
+        buf[_IP, i] = ip
+        buf[_RCE, i] = rce
+        buf[_LOSS, i] = weights[k] * buf[_GATE, i] * (c_ce * ce + c_ip * ip)
 
     # --- 3. reward term rhat_t.
-    rhat = buf[7, :n_steps]
     for i in range(n_steps):
         o = obs[i]
         k = keys[i]
         a_t = actions[i]
         r = c_env * rewards[i]
         if c_tlogp != 0.0:
-            r += c_tlogp * t.weights[k] * t.logp[k, a_t]
+            r += c_tlogp * weights[k] * t.logp[k, a_t]
         if c_slogp != 0.0:
-            r += c_slogp * (_student_logit(s, o, a_t) - w.stats[w.slot[o], ST_LSE])
+            r += c_slogp * (_student_logit(s, o, a_t) - st[slot[o], ST_LSE])
         if c_tv_next != 0.0:
-            r += c_tv_next * gamma * v_teacher[i + 1]
+            r += c_tv_next * gamma * buf[_V_TEACHER, i + 1]
         if c_tv != 0.0:
-            r += c_tv * v_teacher[i]
+            r += c_tv * buf[_V_TEACHER, i]
         if c_sv != 0.0:
-            r += c_sv * v_student[i]
+            r += c_sv * buf[_V_STUDENT, i]
         if i + 1 < n_steps:
             k1 = keys[i + 1]
             if c_next_loss != 0.0:
-                r -= c_next_loss * gamma * loss_state[i + 1]
+                r -= c_next_loss * gamma * buf[_LOSS, i + 1]
             if c_next_logp != 0.0:
-                r += c_next_logp * gamma * t.weights[k1] * t.logp[k1, actions[i + 1]]
+                r += c_next_logp * gamma * weights[k1] * t.logp[k1, actions[i + 1]]
         elif not terminated:
             # Truncated: the step after the last is still part of the task.
             k1 = keys[n_steps]
             if c_next_loss != 0.0:
-                r -= c_next_loss * gamma * loss_state[n_steps]
+                r -= c_next_loss * gamma * buf[_LOSS, n_steps]
             if c_next_logp != 0.0:
-                r -= c_next_logp * gamma * t.weights[k1] * rce[n_steps]
-        rhat[i] = r
+                r -= c_next_logp * gamma * weights[k1] * buf[_RCE, n_steps]
+        buf[_RHAT, i] = r
 
     # --- 4. advantages and critic targets.
-    boot = buf[8, :n1]  # value bootstrapped at s_t (t >= 1); 0 after terminal
     for i in range(1, n_idx):
         if boot_source == M.BOOT_STUDENT:
-            boot[i] = v_student[i]
+            buf[_BOOT, i] = buf[_V_STUDENT, i]
         elif boot_source == M.BOOT_TEACHER:
-            boot[i] = v_teacher[i]
-    adv = buf[9, :n_steps]
-    target = buf[10, :n_steps]
+            buf[_BOOT, i] = buf[_V_TEACHER, i]
     if critic_mode == M.CRITIC_TD:
         for i in range(n_steps):
-            target[i] = rhat[i] + gamma * boot[i + 1]
-            adv[i] = target[i] - v_student[i]
-    elif critic_mode == M.CRITIC_MC or has_policy_gradient(coef, codes):
-        ret = boot[n_steps] if critic_mode == M.CRITIC_MC else 0.0
+            target = buf[_RHAT, i] + gamma * buf[_BOOT, i + 1]
+            buf[_TARGET, i] = target
+            buf[_ADV, i] = target - buf[_V_STUDENT, i]
+    elif pg:
+        ret = buf[_BOOT, n_steps] if critic_mode == M.CRITIC_MC else 0.0
         for i in range(n_steps - 1, -1, -1):
-            ret = rhat[i] + gamma * ret
-            target[i] = ret
-            adv[i] = ret - v_student[i] if critic_mode == M.CRITIC_MC else ret
+            ret = buf[_RHAT, i] + gamma * ret
+            buf[_TARGET, i] = ret
+            buf[_ADV, i] = ret - buf[_V_STUDENT, i] if critic_mode == M.CRITIC_MC else ret
 
     # --- 5. accumulate each step's terms on its row (O(1) per step at the row's own key).
     for i in range(n_steps):
         o = obs[i]
         k = keys[i]
-        u = w.slot[o]
-        st = w.stats[u]
-        g = adv[i]
-        if g != 0.0:
-            st[ST_ADV] += g
-            a_t = actions[i]
-            pos = (
-                a_t
-                if s.n_explicit[o] == n_actions
-                else _search(s.explicit[o], s.n_explicit[o], a_t)
-            )
-            if pos < 0:
-                raise ValueError("a taken action with an advantage must be explicit in its row")
-            w.extra[u, pos] -= g
-        wk = t.weights[k]
+        u = slot[o]
+        if pg:
+            g = buf[_ADV, i]
+            if g != 0.0:
+                st[u, ST_ADV] += g
+                a_t = actions[i]
+                pos = a_t if s.n_explicit[o] == n_actions else _search(s, o, a_t)
+                if pos < 0:
+                    raise ValueError("a taken action with an advantage must be explicit in its row")
+                w.extra[u, pos] -= g
+        wk = weights[k]
+        gate = buf[_GATE, i]
         if k == w.row_key[u]:
-            st[ST_C_CE] += wk * gate[i] * c_ce
-            st[ST_C_IP] += wk * gate[i] * c_ip
-            st[ST_C_RCE] += wk * c_rce
+            st[u, ST_C_CE] += wk * gate * c_ce
+            st[u, ST_C_IP] += wk * gate * c_ip
+            st[u, ST_C_RCE] += wk * c_rce
             continue
         if s.n_explicit[o] != n_actions:
             raise ValueError("a row visited with several teacher keys must be dense")
-        inv = 1.0 / st[ST_TOTAL]
-        cc = wk * gate[i] * c_ce
-        ci = wk * gate[i] * c_ip
+        inv = 1.0 / st[u, ST_TOTAL]
+        cc = wk * gate * c_ce
+        ci = wk * gate * c_ip
         cr = wk * c_rce
-        dot = -ip[i]
+        dot = -buf[_IP, i]
+        rce = buf[_RCE, i]
         for a in range(n_actions):
             p = w.exps[u, a] * inv
             pa = t.probs[k, a]
-            w.extra[u, a] += cc * (p - pa) - ci * p * (pa - dot) - cr * p * (t.logp[k, a] + rce[i])
+            w.extra[u, a] += cc * (p - pa) - ci * p * (pa - dot) - cr * p * (t.logp[k, a] + rce)
 
     # --- 6. one step on the logits and the critic; reset the workspace.
     for u in range(n_rows):
         o = w.row_obs[u]
         _gradient_step(s, t, o, w.row_key[u], w, u, lr)
-        w.slot[o] = -1
+        slot[o] = -1
     if use_critic:
         if codes[M.K_CRITIC_SEQUENTIAL] != 0:
             for i in range(n_steps):
-                critic[obs[i]] += lr * (target[i] - critic[obs[i]])
+                critic[obs[i]] += lr * (buf[_TARGET, i] - critic[obs[i]])
         else:
             for i in range(n_steps):
-                critic[obs[i]] += lr * (target[i] - v_student[i])
+                critic[obs[i]] += lr * (buf[_TARGET, i] - buf[_V_STUDENT, i])
 
 
 @njit(cache=True, inline="always")
@@ -1035,7 +1080,7 @@ def prepare_episode_rows(
     return n_rows
 
 
-@njit(cache=True)
+@loop_kernel
 def episode_update_tables(
     obs: NDArray[np.int64],
     keys: NDArray[np.int64],
@@ -1051,12 +1096,22 @@ def episode_update_tables(
     gamma: float,
     w: RowWork,
 ) -> None:  # pragma: no cover - compiled
-    """:func:`prepare_episode_rows`, then :func:`update_student` (arguments as there)."""
+    """One episode's update: split, prepare the rows, then :func:`update_student`.
+
+    :func:`split_taken` for methods with a policy-gradient term, :func:`prepare_episode_rows`;
+    arguments as in :func:`update_student`.
+
+    Compiled without reference counting (:func:`~distill_agents.numerics.loop_kernel`), as
+    are the runner's loops.
+    """
     n_steps = actions.shape[0]
     if n_steps == 0:
         return
     n_idx = n_steps if terminated else n_steps + 1
+    if has_policy_gradient(coef, codes) and s.explicit.shape[1] > 0:
+        split_taken(s, obs, actions, n_steps, w, False)
     n_rows = prepare_episode_rows(s, obs, keys, n_idx, w)
     update_student(
-        obs, keys, actions, rewards, terminated, t, s, critic, coef, codes, lr, gamma, w, n_rows
-    )
+        obs, keys, actions, rewards, n_steps, terminated, t, s, critic, coef, codes, lr, gamma, w,
+        n_rows,
+    )  # fmt: skip

@@ -277,6 +277,9 @@ class RunResult:
         logits: ``[B, N, A]`` final student logits (only with ``keep_students=True``).
         critic: ``[B, N]`` final critics (only with ``keep_students=True``).
         n_indices: ``[B]`` table indices per MDP.
+        row_work: the training's work per student row (:mod:`distill_agents.row_kernels`):
+            ``rows`` prepared (once per distinct row and episode), their ``entries`` (explicit
+            actions, the per-row cost) and ``splits`` (bulk actions made explicit).
     """
 
     method: str
@@ -299,6 +302,7 @@ class RunResult:
     eval_seconds: float = 0.0
     logits: NDArray[np.float64] | None = None
     critic: NDArray[np.float64] | None = None
+    row_work: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def n_mdps(self) -> int:
@@ -413,6 +417,7 @@ class RunResult:
             eval_seconds=float(sum(p.eval_seconds for p in parts)),
             logits=np.concatenate([pad(p.logits) for p in parts]) if keep else None,  # type: ignore[arg-type]
             critic=np.concatenate([pad(p.critic) for p in parts]) if keep else None,  # type: ignore[arg-type]
+            row_work={k: int(sum(p.row_work.get(k, 0) for p in parts)) for k in first.row_work},
         )
 
 
@@ -919,6 +924,7 @@ class _Run:
     env_builds: int = 0
     build_seconds: float = 0.0
     eval_seconds: float = 0.0
+    row_counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(RK.N_COUNTS, np.int64))
 
 
 class _Chunk:
@@ -1137,6 +1143,7 @@ class _Chunk:
             self._refill_compiled(limit)
             if not (state[:, K.DONE] < run.iterations).any():
                 break
+        run.row_counts += work.counts
         run.sub_env_steps += int(state[:, K.STEPS].sum())
 
     @staticmethod
@@ -1233,6 +1240,7 @@ class _Chunk:
             obs, rewards, terminations, truncations, _ = envs.step(actions)
         run.step_calls += calls
         run.sub_env_steps += calls * n_sub
+        run.row_counts += work.counts
         envs.close()
 
     def _should_drain(self, running: int, n_sub: int) -> bool:
@@ -1579,6 +1587,11 @@ def _run_group(
                 eval_seconds=run.eval_seconds,
                 logits=None if logits is None else logits[g],
                 critic=None if critics is None else critics[g],
+                row_work={
+                    "rows": int(run.row_counts[RK.COUNT_ROWS]),
+                    "entries": int(run.row_counts[RK.COUNT_ENTRIES]),
+                    "splits": int(run.row_counts[RK.COUNT_SPLITS]),
+                },
             )
         )
     return results
@@ -1652,8 +1665,9 @@ def _reference_run(
     )  # fmt: skip
     t0 = time.perf_counter()
     K.reference_loop(
-        K.EnvTables._make((*tables, max_steps)), seeds, iterations, control, 0.0, teacher, students,
-        critic, K.MethodParams(coef, codes, 0.1, 0.99), work, episode, steps,
+        K.EnvTables._make((*tables, max_steps)), seeds, np.zeros(1, dtype=np.uint64), iterations,
+        control, 0.0, teacher, students, critic, K.MethodParams(coef, codes, 0.1, 0.99), work,
+        episode, steps,
     )  # fmt: skip
     return time.perf_counter() - t0, int(steps.sum()), RK.dense_logits(students)[0]
 

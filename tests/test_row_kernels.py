@@ -64,8 +64,9 @@ def test_fresh_students_keep_only_the_teachers_exceptions_explicit():
 
 
 def test_dense_logits_write_every_bulk_entry():
+    # Row 0 has the explicit actions 1 and 3 (their logits packed first), row 1 is dense.
     table = RK.StudentTable(
-        np.array([[9.0, 1.0, 9.0, 2.0], [5.0, 6.0, 7.0, 8.0]]),
+        np.array([[1.0, 2.0, 9.0, 9.0], [5.0, 6.0, 7.0, 8.0]]),
         np.array([-3.0, 0.0]),
         np.array([2, 4]),
         np.array([[1, 3, 0, 0], [0, 1, 2, 3]], dtype=np.int32),
@@ -95,7 +96,7 @@ def test_dense_draws_are_the_linear_scans(n_actions):
             work = RK.make_row_work(3, n_actions, 4)
             for x in np.concatenate([rng.random(60), [0.0, 0.3, 1.0 - 2.0**-53]]):
                 for o in range(3):
-                    new = RK.draw_action(control, 0.3, teacher, student, o, work, 0, x, True, False)
+                    new = RK.draw_action(control, 0.3, teacher, student, o, work, 0, x, False)
                     old = sample_control_action(control, 0.3, probs[o], logits[o], x)
                     assert new == old
 
@@ -110,7 +111,7 @@ def test_draws_with_a_bulk_are_the_dense_rows_draws(n_actions):
         n = int(rng.integers(0, n_actions))
         ex = np.sort(rng.choice(n_actions, size=n, replace=False)).astype(np.int32)
         logits = np.zeros((1, n_actions))
-        logits[0, ex] = rng.normal(scale=rng.choice([0.5, 5.0]), size=n)
+        logits[0, :n] = rng.normal(scale=rng.choice([0.5, 5.0]), size=n)  # packed
         bulk = rng.normal(scale=3.0)
         explicit = np.zeros((1, n_actions), dtype=np.int32)
         explicit[0, :n] = ex
@@ -133,36 +134,46 @@ def test_draws_with_a_bulk_are_the_dense_rows_draws(n_actions):
             assert pos == insert
 
 
-def test_a_split_is_what_preparing_the_row_afresh_gives():
+def test_splitting_a_prepared_row_is_what_preparing_it_afresh_gives():
+    # After an episode, the taken bulk actions become explicit; a row prepared during the
+    # episode is kept prepared, exactly as preparing it again from scratch would leave it.
     rng = np.random.default_rng(5)
     n_actions = 50
     probs = greedy_teacher(rng, 3, n_actions)
     table = RK.student_table(3, probs)
+    n0 = table.n_explicit.copy()
     table.logits[:] = rng.normal(size=table.logits.shape)
     table.bulk[:] = 0.7
-    work = RK.make_row_work(3, n_actions, 4)
-    fresh = RK.make_row_work(3, n_actions, 4)
-    RK.prepare_row(table, 0, work, 1)
-    for a in (30, 5, 49, 6, 0):
-        pos = int(np.searchsorted(table.explicit[0, : table.n_explicit[0]], a))
-        if a in table.explicit[0, : table.n_explicit[0]]:
-            continue
-        RK.split_prepared(table, 0, a, pos, work, 1)
-        RK.prepare_row(table, 0, fresh, 0)
-        n = table.n_explicit[0]
-        assert table.logits[0, a] == 0.7
-        np.testing.assert_array_equal(work.exps[1, :n], fresh.exps[0, :n])
-        np.testing.assert_array_equal(work.cum[1, :n], fresh.cum[0, :n])
-        np.testing.assert_array_equal(work.stats[1, :3], fresh.stats[0, :3])
+    before = RK.dense_logits(table)
+    work = RK.make_row_work(3, n_actions, 8)
+    fresh = RK.make_row_work(3, n_actions, 8)
+    obs = np.array([0, 2, 0, 0, 2, 1, 0, 0, 0], dtype=np.int64)
+    actions = np.array([30, 5, 49, 30, 6, 0, int(table.explicit[0, 0]), 7], dtype=np.int64)
+    for row, o in enumerate((0, 2, 1)):
+        work.slot[o] = row
+        RK.prepare_row(table, o, work, row)
+    RK.split_taken(table, obs, actions, 8, work, True)
+    np.testing.assert_array_equal(RK.dense_logits(table), before)  # no value changed
+    for row, o in enumerate((0, 2, 1)):
+        n = table.n_explicit[o]
+        listed = table.explicit[o, :n]
+        taken = set(actions[obs[:-1] == o].tolist())
+        assert taken <= set(listed.tolist()) and np.all(np.diff(listed) > 0)
+        assert n == len(set(RK.initial_explicit(probs)[1][o, : n0[o]].tolist()) | taken)
+        RK.prepare_row(table, o, fresh, 0)
+        np.testing.assert_array_equal(work.exps[row, :n], fresh.exps[0, :n])
+        np.testing.assert_array_equal(work.cum[row, :n], fresh.cum[0, :n])
+        np.testing.assert_array_equal(work.stats[row, :3], fresh.stats[0, :3])
+    assert work.counts[RK.COUNT_SPLITS] == int((table.n_explicit - n0).sum())
 
 
 # ------------------------------------------------------------------------------- updates
-def random_episode(rng, n_obs, n_actions, table, teacher, control, split):
+def random_episode(rng, n_obs, n_actions, table, teacher, control):
     length = int(rng.integers(1, 25))
     obs = rng.integers(0, n_obs, size=length + 1)
     work = RK.make_row_work(n_obs, n_actions, length)
     actions = np.array(
-        [RK.draw_action(control, 0.4, teacher, table, o, work, 0, rng.random(), split, False)
+        [RK.draw_action(control, 0.4, teacher, table, o, work, 0, rng.random(), False)
          for o in obs[:-1]],
         dtype=np.int64,
     )  # fmt: skip
@@ -186,9 +197,7 @@ def test_updates_with_a_bulk_are_the_dense_updates(method, control):
     work = RK.make_row_work(n_obs, n_actions, 30)
     dense_work = RK.make_row_work(n_obs, n_actions, 30)
     for _ in range(60):
-        obs, actions, rewards, term = random_episode(
-            rng, n_obs, n_actions, table, teacher, code, split
-        )
+        obs, actions, rewards, term = random_episode(rng, n_obs, n_actions, table, teacher, code)
         args = (coef, codes, 0.1, 0.99)
         episode = (obs, obs, actions, rewards, term, teacher)
         RK.episode_update_tables(*episode, table, critic, *args, work)
@@ -215,7 +224,6 @@ def train(env, probs, values, method, episodes, seed, control, old):
     teacher = tables(probs, values, code)
     table = RK.student_table(n_obs, probs)
     work = RK.make_row_work(n_obs, n_actions, 1000)
-    split = RK.has_policy_gradient(coef, codes)
     logits = np.zeros((n_obs, n_actions))
     old_work = old_workspace(n_obs, n_actions, 1000)
     obs_0, _ = env.reset(seed=seed)
@@ -226,7 +234,7 @@ def train(env, probs, values, method, episodes, seed, control, old):
             if old:
                 a = sample_control_action(code, 0.0, probs[o], logits[o], x)
             else:
-                a = RK.draw_action(code, 0.0, teacher, table, o, work, 0, x, split, False)
+                a = RK.draw_action(code, 0.0, teacher, table, o, work, 0, x, False)
             ob, reward, term, trunc, _ = env.step(a)
             obs.append(int(ob))
             actions.append(a)
