@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from distill_agents._runner_kernels import next_uniform, sample_outcome
 from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNIFORM
+from distill_agents.numerics import exp
 from distill_agents.planning import banded_lu_solve
 from distill_agents.row_kernels import StudentTable
 from distill_agents.updates import sample_control_action
@@ -103,10 +104,11 @@ def _index_rows_and_kl(
     ``index_rows[i, k] = sum of softmax(logits[i])[a] over the actions a of row k`` and
     ``kl[i] = KL(pi || pi_theta)`` (as :func:`distill_agents.planning.policy_kl`: ``0 log 0 =
     0``, clipped at 0), from the student table's explicit actions and its bulk
-    (:mod:`distill_agents.row_kernels`). Dense rows take the softmax and the sums in the order
-    of :func:`_policy_and_kl` and the evaluator's state loop (the same bits).
+    (:mod:`distill_agents.row_kernels`), with the kernels' exponential
+    (:func:`distill_agents.numerics.exp`).
     """
-    n_index, n_actions = s.logits.shape
+    logits, ex = s.logits, s.explicit
+    n_index, n_actions = logits.shape
     n_rows = index_rows.shape[1]
     identity_rows = n_rows == n_actions
     for a in range(n_actions):
@@ -114,60 +116,40 @@ def _index_rows_and_kl(
             identity_rows = False
     for i in range(n_index):
         n = s.n_explicit[i]
-        lg = s.logits[i]
-        for k in range(n_rows):
-            index_rows[i, k] = 0.0
-        if n == n_actions:
-            top = lg[0]
-            for a in range(1, n_actions):
-                if lg[a] > top:
-                    top = lg[a]
-            total = 0.0
-            for a in range(n_actions):
-                e = math.exp(lg[a] - top)
-                exps[a] = e
-                total += e
-            acc = 0.0
-            for a in range(n_actions):
-                p = exps[a] / total
-                if identity_rows:
-                    index_rows[i, a] = p
-                else:
-                    index_rows[i, action_rows[a]] += p
-                pa = teacher_probs[i, a]
-                if need_kl and pa > 0.0:
-                    acc += pa * (math.log(pa) - math.log(p))
-            kl[i] = max(acc, 0.0)
-            continue
-        ex = s.explicit[i]
-        top = s.bulk[i]
+        dense = n == n_actions
+        top = logits[i, 0] if dense else s.bulk[i]
         for j in range(n):
-            if lg[j] > top:
-                top = lg[j]
+            if logits[i, j] > top:
+                top = logits[i, j]
+        for j in range(n):  # apart from the sum, so that the exponentials vectorise
+            exps[j] = exp(logits[i, j] - top)
         total = 0.0
         for j in range(n):
-            e = math.exp(lg[j] - top)
-            exps[j] = e
-            total += e
-        eb = math.exp(s.bulk[i] - top)
+            total += exps[j]
+        eb = 0.0 if dense else exp(s.bulk[i] - top)
         total += (n_actions - n) * eb
         for k in range(n_rows):
+            index_rows[i, k] = 0.0
             explicit_in_row[k] = 0
         acc = 0.0
         for j in range(n):
-            a = ex[j]
+            a = j if dense else ex[i, j]
             p = exps[j] / total
-            index_rows[i, action_rows[a]] += p
-            explicit_in_row[action_rows[a]] += 1
+            if identity_rows:
+                index_rows[i, a] = p
+            else:
+                index_rows[i, action_rows[a]] += p
+                explicit_in_row[action_rows[a]] += 1
             pa = teacher_probs[i, a]
             if need_kl and pa > 0.0:
                 acc += pa * (math.log(pa) - math.log(p))
-        pb = eb / total
-        for k in range(n_rows):
-            index_rows[i, k] += (row_counts[k] - explicit_in_row[k]) * pb
-        pd = teacher_bulk[i]
-        if need_kl and pd > 0.0:
-            acc += (n_actions - n) * (pd * (math.log(pd) - math.log(pb)))
+        if not dense:
+            pb = eb / total
+            for k in range(n_rows):
+                index_rows[i, k] += (row_counts[k] - explicit_in_row[k]) * pb
+            pd = teacher_bulk[i]
+            if need_kl and pd > 0.0:
+                acc += (n_actions - n) * (pd * (math.log(pd) - math.log(pb)))
         kl[i] = max(acc, 0.0)
 
 
