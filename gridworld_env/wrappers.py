@@ -48,7 +48,7 @@ def table_index(
     return state_to_index, index_to_obs
 
 
-class TableIndexWrapper(gym.ObservationWrapper):
+class TableIndexWrapper(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Map every observation to a table index in ``Discrete(n)``.
 
     ``n`` is the number of distinct observations the environment can emit from its start state,
@@ -56,13 +56,22 @@ class TableIndexWrapper(gym.ObservationWrapper):
     the first step and SB3 accepts it). Works with every environment of the package and both
     observation modes; it needs a fixed layout.
 
+    Like Gymnasium's own wrappers it records its constructor arguments
+    (:class:`gymnasium.utils.RecordConstructorArgs`; it has none besides ``env``), so the wrapped
+    env's ``spec`` lists it in ``additional_wrappers`` and ``gym.make(env.spec)`` rebuilds the
+    wrapped env. That needs a layout fixed at construction (an integer ``layout_seed`` or a
+    ``layout``): an env with ``layout_seed=None`` that was reset before wrapping is rebuilt
+    without that reset, and the rebuilt wrapper refuses it with the clear error below.
+
     Attributes:
         state_to_index: ``[S]`` int64, the index observed in each state (-1 for unreachable
             states, walls and ``s_term``).
     """
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        # Record first (as Gymnasium's wrappers do): the first call wins, ``env`` is not stored.
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         base = env.unwrapped
         try:
             mdp = base.mdp  # type: ignore[attr-defined]
