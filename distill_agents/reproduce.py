@@ -56,6 +56,15 @@ Resuming: content-addressed pieces in ``DIR/.state``
     old pieces are kept (going back to the old arguments resumes them). A missing, truncated or
     tampered piece is recomputed. Delete ``DIR/.state`` to start over.
 
+    A job that runs long does not lose its work to an interruption either: it runs its MDPs
+    in spans (about :data:`SPAN_SECONDS` each, sized from the time per MDP so far) and, at
+    least every :data:`CHECKPOINT_SECONDS`, writes the spans it has finished to partial files
+    ``DIR/.state/pieces/<key-hash>.part-<a>-<b>.npz`` (same validation, removed once the piece
+    is written). A resumed job goes on after the partial files it finds, so an interrupted run
+    loses about a minute and a half of work per worker at most (at the paper's scale one MDP
+    takes seconds, even with 4000 actions), and the files stay byte-identical: every MDP has
+    its own random streams. Ray tasks return whole pieces (no partial files).
+
 Parallelism
     ``--workers W`` runs the jobs in ``W`` spawned processes, each with one numba thread
     (default: the CPUs, at most 8, when the pieces to run hold at least
@@ -82,6 +91,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -125,6 +135,15 @@ PIECE_BYTES = 1.5e9
 #: ``[N, A]`` float64 tables per MDP counted against :data:`PIECE_BYTES` (teacher probabilities
 #: and log-probabilities, the runner's logits, snapshots and evaluation policies).
 PIECE_TABLES = 8
+#: A job (a piece, or a group of pieces sharing their episodes) that runs longer than this
+#: writes the MDPs it has finished to partial files at least this often, so that an
+#: interrupted run loses at most about this much work per worker, plus one span.
+CHECKPOINT_SECONDS = 60.0
+#: A job runs its MDPs in spans sized to take about this long (see ``_job_outputs``).
+SPAN_SECONDS = 30.0
+#: A job whose expected cost (``_job_cost``) is below this runs in one span: it takes well
+#: under a minute (a piece of 500 MDPs x 30 000 episodes with 4 actions costs 2.1e7).
+SPAN_COST = 5e7
 #: With ``--workers`` unset, pieces run in several processes only if they hold this many
 #: training episodes in total (below it, spawning the processes costs more than it saves).
 PARALLEL_EPISODES = 200_000
@@ -804,17 +823,27 @@ def _bisect(
         _bisect(piece, teachers, mid, b, progress, out)
 
 
-def _compute_job(job: Sequence[_Piece], progress: Callable[[int], None] | None = None) -> float:
+def _compute_job(
+    job: Sequence[_Piece],
+    progress: Callable[[int], None] | None = None,
+    checkpoint: bool = True,
+) -> float:
     """Run a job (one piece, or a group of pieces sharing their episodes) and write its files.
 
+    A job that runs longer than :data:`CHECKPOINT_SECONDS` keeps its finished MDPs in partial
+    files on the way (see :func:`_job_outputs`); they are removed once the pieces are written.
     Returns the job's wall seconds.
     """
     from distill_agents.storage import save_arrays
 
     t0 = time.perf_counter()
-    outputs = [_piece_arrays(job[0], progress)] if len(job) == 1 else _group_arrays(job, progress)
+    outputs = _job_outputs(job, progress, checkpoint=checkpoint)
     for piece, (arrays, meta) in zip(job, outputs, strict=True):
         save_arrays(piece.path, _PIECE_KIND, arrays, meta)
+    for piece in job:
+        for path in _partial_files(piece):
+            with contextlib.suppress(OSError):
+                path.unlink()
     return time.perf_counter() - t0
 
 
@@ -831,7 +860,39 @@ def _worker_progress(
 def _piece_arrays(
     piece: _Piece, progress: Callable[[int], None] | None = None
 ) -> tuple[dict[str, NDArray], dict[str, Any]]:
-    """Run one piece; its file's ``(arrays, meta)``.
+    """Run one piece without partial files; its file's ``(arrays, meta)`` (a Ray task's work)."""
+    return _job_outputs([piece], progress, checkpoint=False)[0]
+
+
+_SPAN_STATS = ("sub_env_steps", "build_seconds", "eval_seconds", "wall_seconds")
+
+
+@dataclass
+class _Span:
+    """The results of MDPs ``a .. b - 1`` of one piece (indices within the piece)."""
+
+    a: int
+    b: int
+    arrays: dict[str, NDArray]  # env_steps, student_<metric>, teacher_<metric>
+    diverged: list[int]  # absolute MDP indices
+    stats: dict[str, float]  # sub_env_steps, build_seconds, eval_seconds, wall_seconds
+    resumed: bool = False  # read from a partial file
+
+
+def _job_outputs(
+    job: Sequence[_Piece],
+    progress: Callable[[int], None] | None = None,
+    checkpoint: bool = True,
+) -> list[tuple[dict[str, NDArray], dict[str, Any]]]:
+    """The ``(arrays, meta)`` of every piece of a job, its MDPs run in spans.
+
+    A job expected to cost less than :data:`SPAN_COST` runs in one span. Otherwise the first
+    span is one MDP and each next one is sized from the time per MDP of the last so that it
+    takes about :data:`SPAN_SECONDS` (at most 4 times the last). With ``checkpoint``, the
+    spans finished since the last partial file are written as one more (one per piece) once
+    :data:`CHECKPOINT_SECONDS` have passed since it; a resumed job starts after the partial
+    files it finds. Neither the spans nor resuming change a number: every MDP has its own
+    streams, so a student's results do not depend on the MDPs run with it.
 
     A student whose numbers become non-finite (it diverged) gets NaN metrics: the results
     leave it out of the mean (``n_mdps`` counts the MDPs used) and the piece records how many
@@ -839,12 +900,236 @@ def _piece_arrays(
     """
     t0 = time.perf_counter()
     progress, queue_progress = _worker_progress(progress)
-    teachers = _piece_teachers(piece)
-    parts: list[tuple[int, Any]] = []
-    _bisect(piece, teachers, 0, teachers.n_mdps, progress, parts)
+    teachers = (
+        [_piece_teachers(job[0])] if len(job) == 1 else [_make_piece_teachers(p) for p in job]
+    )
+    n = teachers[0].n_mdps
+    done = _load_partials(job, n) if checkpoint else [[] for _ in job]
+    a = done[0][-1].b if done[0] else 0
+    if a and progress is not None:
+        progress(a * job[0].settings.iterations)
+    kept = a  # MDPs in partial files
+    size = n if _job_cost(job) < SPAN_COST else 1
+    last_flush = time.perf_counter()
+    while a < n:
+        b = min(n, a + size)
+        started = time.perf_counter()
+        for spans, span in zip(done, _run_span(job, teachers, a, b, progress), strict=True):
+            spans.append(span)
+        seconds = time.perf_counter() - started
+        size = max(1, min(4 * size, int(SPAN_SECONDS * (b - a) / max(seconds, 1e-9))))
+        a = b
+        if checkpoint and a < n and time.perf_counter() - last_flush >= CHECKPOINT_SECONDS:
+            for piece, spans in zip(job, done, strict=True):
+                spans[:] = [*spans[: _covering(spans, kept)], _joined_span(spans, kept)]
+                _write_partial(piece, spans[-1])
+            kept, last_flush = a, time.perf_counter()
     if queue_progress is not None:
         queue_progress.flush()
-    return _assembled(piece, teachers, parts, time.perf_counter() - t0, {})
+    share = (time.perf_counter() - t0) / len(job)
+    extra = {} if len(job) == 1 else {"group_size": len(job)}
+    return [_assembled(piece, spans, share, extra) for piece, spans in zip(job, done, strict=True)]
+
+
+def _covering(spans: Sequence[_Span], a: int) -> int:
+    """How many of ``spans`` (in order) end at or before MDP ``a``."""
+    return sum(1 for span in spans if span.b <= a)
+
+
+def _joined_span(spans: Sequence[_Span], a: int) -> _Span:
+    """The spans from MDP ``a`` on, as one."""
+    rest = [span for span in spans if span.a >= a]
+    return _Span(
+        rest[0].a,
+        rest[-1].b,
+        {name: np.concatenate([s.arrays[name] for s in rest]) for name in rest[0].arrays},
+        [i for s in rest for i in s.diverged],
+        {name: float(sum(s.stats.get(name, 0.0) for s in rest)) for name in _SPAN_STATS},
+    )
+
+
+def _run_span(
+    job: Sequence[_Piece], teachers: Sequence[Any], a: int, b: int, progress: Any
+) -> list[_Span]:
+    """Run MDPs ``a .. b - 1`` of every piece of a job: one :class:`_Span` per piece.
+
+    A group runs with :func:`~distill_agents.runner.run_distillation_group` (the same numbers
+    as each piece alone; the time and build and evaluation times are split evenly among its
+    pieces). If a student diverges the pieces run one by one instead (each then halves around
+    it; their progress is counted again).
+    """
+    from distill_agents import runner
+
+    started = time.perf_counter()
+    if len(job) > 1:
+        first = job[0]
+        try:
+            results = runner.run_distillation_group(
+                [t.subset(a, b) for t in teachers],
+                first.method,
+                **_run_kwargs(first, a, progress, first.settings.iterations),
+            )
+        except (ValueError, FloatingPointError) as err:
+            if not _diverged(err):
+                raise
+        else:
+            share = (time.perf_counter() - started) / len(job)
+            return [
+                _span_of(piece, t, a, b, [(a, result)], share, len(job))
+                for piece, t, result in zip(job, teachers, results, strict=True)
+            ]
+    spans = []
+    for piece, t in zip(job, teachers, strict=True):
+        piece_started = time.perf_counter()
+        parts: list[tuple[int, Any]] = []
+        _bisect(piece, t, a, b, progress, parts)
+        spans.append(_span_of(piece, t, a, b, parts, time.perf_counter() - piece_started, 1))
+    return spans
+
+
+def _span_of(
+    piece: _Piece,
+    teachers: Any,
+    a0: int,
+    b0: int,
+    parts: list[tuple[int, Any]],
+    seconds: float,
+    group_size: int,
+) -> _Span:
+    """A :class:`_Span` of MDPs ``a0 .. b0 - 1`` from its runs ``(first MDP, result or None)``."""
+    parts.sort(key=lambda part: part[0])
+    n_points = eval_points_of(
+        piece.settings.iterations, piece.settings.eval_every, piece.settings.early
+    ).size
+    arrays: dict[str, NDArray] = {"env_steps": np.zeros(b0 - a0, dtype=np.int64)}
+    for name in piece.metrics:
+        arrays[f"student_{name}"] = np.full((b0 - a0, n_points), np.nan)
+        arrays[f"teacher_{name}"] = np.full(b0 - a0, np.nan)
+    diverged: list[int] = []
+    stats = {"sub_env_steps": 0.0, "build_seconds": 0.0, "eval_seconds": 0.0}
+    for a, result in parts:
+        i = a - a0
+        if result is None:  # the teacher's own numbers still count
+            diverged.append(piece.lo + a)
+            result = _run_range(piece, teachers, a, a + 1, None, 0)
+            for name in piece.metrics:
+                arrays[f"teacher_{name}"][i] = result.teacher_metrics[name][0]
+            continue
+        n = result.n_mdps
+        arrays["env_steps"][i : i + n] = result.env_steps
+        for name in piece.metrics:
+            arrays[f"student_{name}"][i : i + n] = result.metrics[name]
+            arrays[f"teacher_{name}"][i : i + n] = result.teacher_metrics[name]
+        stats["sub_env_steps"] += float(result.sub_env_steps)
+        stats["build_seconds"] += float(result.build_seconds) / group_size
+        stats["eval_seconds"] += float(result.eval_seconds) / group_size
+    return _Span(a0, b0, arrays, diverged, {**stats, "wall_seconds": seconds})
+
+
+def _assembled(
+    piece: _Piece, spans: Sequence[_Span], seconds: float, extra: Mapping[str, Any]
+) -> tuple[dict[str, NDArray], dict[str, Any]]:
+    """A piece file's ``(arrays, meta)`` from its spans (``seconds``: this run's share).
+
+    The recorded wall time adds the partial files' times to ``seconds``, less the spans' of
+    this run (they are in ``seconds``).
+    """
+    whole = _joined_span(spans, 0)
+    resumed = sum(span.stats["wall_seconds"] for span in spans if span.resumed)
+    arrays: dict[str, NDArray] = {
+        **whole.arrays,
+        "eval_iterations": eval_points_of(
+            piece.settings.iterations, piece.settings.eval_every, piece.settings.early
+        ),
+    }
+    meta = {
+        "key": json.loads(_canonical(piece.key)),
+        "wall_seconds": seconds + resumed,
+        "diverged": whole.diverged,
+        "sub_env_steps": int(whole.stats["sub_env_steps"]),
+        "build_seconds": whole.stats["build_seconds"],
+        "eval_seconds": whole.stats["eval_seconds"],
+        **extra,
+    }
+    return arrays, meta
+
+
+# ------------------------------------------------------------------------------ partial files
+_PARTIAL_KIND = "reproduce_partial"
+
+
+def _partial_files(piece: _Piece) -> list[Path]:
+    """The partial files of a piece (``<piece>.part-<a>-<b>.npz``), in no particular order."""
+    path = Path(piece.path)
+    return list(path.parent.glob(f"{path.stem}.part-*.npz")) if path.parent.is_dir() else []
+
+
+def _partial_path(piece: _Piece, span: _Span) -> Path:
+    path = Path(piece.path)
+    return path.with_name(f"{path.stem}.part-{span.a}-{span.b}.npz")
+
+
+def _write_partial(piece: _Piece, span: _Span) -> None:
+    from distill_agents.storage import save_arrays
+
+    meta = {
+        "key": json.loads(_canonical(piece.key)),
+        "span": [span.a, span.b],
+        "diverged": span.diverged,
+        "stats": span.stats,
+    }
+    save_arrays(_partial_path(piece, span), _PARTIAL_KIND, span.arrays, meta)
+
+
+def _read_partial(piece: _Piece, a: int, b: int) -> _Span | None:
+    """The partial file of MDPs ``a .. b - 1`` of a piece, or None if missing or not right."""
+    from distill_agents.storage import ArraySpec, FileFormatError, load_arrays
+
+    path = _partial_path(piece, _Span(a, b, {}, [], {}))
+    specs = {"env_steps": ArraySpec("iu", 1)}
+    for name in piece.metrics:
+        specs[f"student_{name}"] = ArraySpec("f", 2, finite=False)
+        specs[f"teacher_{name}"] = ArraySpec("f", 1, finite=False)
+    try:
+        arrays, meta = load_arrays(path, _PARTIAL_KIND, specs)
+    except (FileFormatError, OSError):
+        return None
+    n_points = eval_points_of(
+        piece.settings.iterations, piece.settings.eval_every, piece.settings.early
+    ).size
+    if (
+        meta.get("key") != json.loads(_canonical(piece.key))
+        or meta.get("span") != [a, b]
+        or arrays["env_steps"].shape != (b - a,)
+        or any(arrays[f"student_{m}"].shape != (b - a, n_points) for m in piece.metrics)
+        or any(arrays[f"teacher_{m}"].shape != (b - a,) for m in piece.metrics)
+    ):
+        return None
+    stats = {name: float(meta["stats"].get(name, 0.0)) for name in _SPAN_STATS}
+    return _Span(a, b, arrays, [int(i) for i in meta["diverged"]], stats, resumed=True)
+
+
+def _load_partials(job: Sequence[_Piece], n: int) -> list[list[_Span]]:
+    """The partial spans a job can resume from: the chain from MDP 0 that every piece has."""
+    starts: dict[int, int] = {}
+    for path in _partial_files(job[0]):
+        match = re.fullmatch(r".*\.part-(\d+)-(\d+)", path.stem)
+        if match is not None:
+            lo, hi = int(match[1]), int(match[2])
+            if 0 <= lo < hi <= n:
+                starts[lo] = hi
+    done: list[list[_Span]] = [[] for _ in job]
+    a = 0
+    while a in starts:
+        b = starts[a]
+        spans = [_read_partial(piece, a, b) for piece in job]
+        if any(span is None for span in spans):
+            break
+        for kept, span in zip(done, spans, strict=True):
+            assert span is not None
+            kept.append(span)
+        a = b
+    return done
 
 
 def group_key(piece: _Piece) -> str | None:
@@ -884,87 +1169,6 @@ def jobs_of(pieces: Sequence[_Piece]) -> list[list[_Piece]]:
             groups[key] = [piece]
             jobs.append(groups[key])
     return jobs
-
-
-def _group_arrays(
-    job: Sequence[_Piece], progress: Callable[[int], None] | None = None
-) -> list[tuple[dict[str, NDArray], dict[str, Any]]]:
-    """Run a group of pieces with :func:`~distill_agents.runner.run_distillation_group`.
-
-    The same numbers as running each piece alone. The group's wall time and its build and
-    evaluation times are split evenly among its pieces. If a student diverges the pieces run
-    one by one instead (each then halves around it; their progress is counted again).
-    """
-    from distill_agents import runner
-
-    t0 = time.perf_counter()
-    progress, queue_progress = _worker_progress(progress)
-    teachers = [_make_piece_teachers(piece) for piece in job]
-    first = job[0]
-    try:
-        results = runner.run_distillation_group(
-            teachers, first.method, **_run_kwargs(first, 0, progress, first.settings.iterations)
-        )
-    except (ValueError, FloatingPointError) as err:
-        if not _diverged(err):
-            raise
-        return [_piece_arrays(piece, progress) for piece in job]
-    finally:
-        if queue_progress is not None:
-            queue_progress.flush()
-    share = (time.perf_counter() - t0) / len(job)
-    return [
-        _assembled(piece, t, [(0, result)], share, {"group_size": len(job)})
-        for piece, t, result in zip(job, teachers, results, strict=True)
-    ]
-
-
-def _assembled(
-    piece: _Piece,
-    teachers: Any,
-    parts: list[tuple[int, Any]],
-    seconds: float,
-    extra: Mapping[str, Any],
-) -> tuple[dict[str, NDArray], dict[str, Any]]:
-    """A piece file's ``(arrays, meta)`` from its runs ``(first MDP, result or None)``."""
-    parts.sort(key=lambda part: part[0])
-    b = teachers.n_mdps
-    points = eval_points_of(
-        piece.settings.iterations, piece.settings.eval_every, piece.settings.early
-    )
-    env_steps = np.zeros(b, dtype=np.int64)
-    student = {name: np.full((b, points.size), np.nan) for name in piece.metrics}
-    teacher = {name: np.full(b, np.nan) for name in piece.metrics}
-    diverged: list[int] = []
-    stats = {"sub_env_steps": 0, "build_seconds": 0.0, "eval_seconds": 0.0}
-    share = 1.0 / float(extra.get("group_size", 1))
-    for a, result in parts:
-        if result is None:  # the teacher's own numbers still count
-            diverged.append(piece.lo + a)
-            result = _run_range(piece, teachers, a, a + 1, None, 0)
-            for name in piece.metrics:
-                teacher[name][a] = result.teacher_metrics[name][0]
-            continue
-        n = result.n_mdps
-        env_steps[a : a + n] = result.env_steps
-        for name in piece.metrics:
-            student[name][a : a + n] = result.metrics[name]
-            teacher[name][a : a + n] = result.teacher_metrics[name]
-        stats["sub_env_steps"] += int(result.sub_env_steps)
-        stats["build_seconds"] += float(result.build_seconds) * share
-        stats["eval_seconds"] += float(result.eval_seconds) * share
-    arrays: dict[str, NDArray] = {"env_steps": env_steps, "eval_iterations": points}
-    for name in piece.metrics:
-        arrays[f"student_{name}"] = student[name]
-        arrays[f"teacher_{name}"] = teacher[name]
-    meta = {
-        "key": json.loads(_canonical(piece.key)),
-        "wall_seconds": seconds,
-        "diverged": diverged,
-        **stats,
-        **extra,
-    }
-    return arrays, meta
 
 
 def eval_points_of(

@@ -562,3 +562,132 @@ def test_figures_of_one_invocation_share_their_worker_processes():
     finally:
         reproduce.close_pool()
     assert reproduce._POOL is None
+
+
+def _in_spans(monkeypatch, checkpoint=True):
+    """Every job in spans of one MDP, a partial file after each (``checkpoint``)."""
+    monkeypatch.setattr(reproduce, "SPAN_COST", 0.0)
+    monkeypatch.setattr(reproduce, "SPAN_SECONDS", 0.0)
+    monkeypatch.setattr(reproduce, "CHECKPOINT_SECONDS", 0.0 if checkpoint else math.inf)
+
+
+def _partials(out):
+    return sorted(
+        p.name.split(".", 1)[1] for p in out.joinpath(".state", "pieces").glob("*.part-*")
+    )
+
+
+def test_jobs_run_in_spans_give_the_same_bytes(tmp_path, capsys, monkeypatch, reference):
+    calls = []
+    real = runner.run_distillation
+
+    def counting(teachers, method, **kwargs):
+        calls.append((kwargs["first_mdp"], len(teachers)))
+        return real(teachers, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", counting)
+    _in_spans(monkeypatch)
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+    assert len(calls) == 4 * reference[1] and {n for _, n in calls} == {1}  # one MDP per span
+    assert _partials(tmp_path) == []  # removed once their pieces were written
+    summary = json.loads(tmp_path.joinpath("fig6.json").read_text())
+    assert summary["pieces"] == {"total": reference[1], "reused": 0}
+
+
+def test_a_job_interrupted_between_spans_resumes_from_its_partial_files(
+    tmp_path, capsys, monkeypatch, reference
+):
+    real = runner.run_distillation
+    calls = []
+
+    def interrupted(teachers, method, **kwargs):
+        if len(calls) == 6:  # the first piece (4 MDPs), then 2 MDPs of the second
+            raise KeyboardInterrupt
+        calls.append(kwargs["first_mdp"])
+        return real(teachers, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", interrupted)
+    _in_spans(monkeypatch)
+    status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert status == 130 and "resume" in err
+    # One partial file per finished span of the unfinished piece.
+    assert _partials(tmp_path) == ["part-0-1.npz", "part-1-2.npz"]
+
+    resumed = []
+
+    def counting(teachers, method, **kwargs):
+        resumed.append(kwargs["first_mdp"])
+        return real(teachers, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", counting)
+    status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert status == 0, err
+    assert resumed[:2] == [2, 3]  # the second piece goes on from MDP 2
+    assert len(resumed) == 4 * reference[1] - 6
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+    assert _partials(tmp_path) == []
+
+
+def test_damaged_or_foreign_partial_files_are_not_used(tmp_path, capsys, monkeypatch, reference):
+    real = runner.run_distillation
+    calls = []
+
+    def interrupted(teachers, method, **kwargs):
+        if len(calls) == 3:  # 3 of the first piece's 4 MDPs
+            raise KeyboardInterrupt
+        calls.append(kwargs["first_mdp"])
+        return real(teachers, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", interrupted)
+    _in_spans(monkeypatch)
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 130
+    parts = sorted(tmp_path.joinpath(".state", "pieces").glob("*.part-*"))
+    assert [p.name.split(".", 1)[1] for p in parts] == [f"part-{i}-{i + 1}.npz" for i in range(3)]
+    data = parts[1].read_bytes()
+    parts[1].write_bytes(data[: len(data) // 2])  # truncated: MDPs 1 and 2 run again
+    parts[0].rename(parts[0].with_name("0" * 64 + ".part-0-1.npz"))  # another piece's name
+
+    resumed = []
+
+    def counting(teachers, method, **kwargs):
+        resumed.append(kwargs["first_mdp"])
+        return real(teachers, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", counting)
+    assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
+    assert resumed[:4] == [0, 1, 2, 3]  # nothing of the first piece was usable
+    assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
+
+
+def test_grouped_jobs_in_spans_give_the_same_bytes(tmp_path, capsys, monkeypatch):
+    whole, spans = tmp_path / "whole", tmp_path / "spans"
+    assert _run(capsys, *FIG3_SMALL, "--out", str(whole))[0] == 0
+    sizes = []
+    real = runner.run_distillation_group
+
+    def counting(group, method, **kwargs):
+        sizes.append(len(group[0]))
+        return real(group, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation_group", counting)
+    _in_spans(monkeypatch)
+    assert _run(capsys, *FIG3_SMALL, "--out", str(spans))[0] == 0
+    assert sizes == [1, 1, 1, 1]  # the group's 4 MDPs one at a time, together
+    assert whole.joinpath("fig3.csv").read_bytes() == spans.joinpath("fig3.csv").read_bytes()
+
+
+def test_spans_grow_towards_their_target_time(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(reproduce, "SPAN_COST", 0.0)
+    monkeypatch.setattr(reproduce, "SPAN_SECONDS", 1e9)  # every span 4x the last
+    sizes = []
+    real = runner.run_distillation
+
+    def counting(teachers, method, **kwargs):
+        sizes.append(len(teachers))
+        return real(teachers, method, **kwargs)
+
+    monkeypatch.setattr(runner, "run_distillation", counting)
+    argv = ["fig6", "--mdps", "30", "--iterations", "5", "--eval-points", "1", "--panels"]
+    assert _run(capsys, *argv, "length=11/optimal", "--out", str(tmp_path))[0] == 0
+    assert sizes[:4] == [1, 4, 16, 9]  # per piece: 1, 4, 16, the rest
