@@ -16,9 +16,11 @@ Importing this module has no side effects.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = [
     "bench_single",
     "bench_students_table",
     "bench_vector",
+    "format_actions",
     "format_students",
     "format_table",
     "main",
@@ -202,9 +205,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--students",
         action="store_true",
-        help="also the student runner (both loops) against a plain compiled loop",
+        help="also the student runner (both loops) against plain compiled loops, and its cost "
+        "per env-step at |A| = 4, 40, 400 and 4000",
+    )
+    parser.add_argument(
+        "--fig3",
+        metavar="JSON",
+        default=None,
+        help="with --students: the fig3.json of a reproduce run, whose effective rate is set "
+        "against the Q-learning loop",
     )
     args = parser.parse_args(argv)
+    fig3 = None
+    if args.fig3 is not None:
+        try:
+            fig3 = json.loads(Path(args.fig3).read_text())
+            fig3 = {k: fig3[k] for k in ("env_steps", "wall_seconds", "settings")}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            parser.error(f"--fig3: not a reproduce summary ({err})")
     config = QUICK if args.quick else BenchConfig()
     if args.vector_envs is not None:
         if args.vector_envs < 1:
@@ -222,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(vector, vector[-1]))
     if args.students:
         print()
-        print(format_students(bench_students_table(quick=bool(args.quick))))
+        print(format_students(bench_students_table(quick=bool(args.quick)), fig3))
     return 0
 
 
@@ -231,12 +249,17 @@ def bench_students_table(quick: bool = False) -> dict[str, Any]:
     from distill_agents.runner import bench_students
 
     if quick:
-        return bench_students(n_mdps=50, iterations=200, large_mdps=1, large_iterations=5)
-    return bench_students(n_mdps=1000, iterations=2000, large_mdps=2, large_iterations=50)
+        return bench_students(n_mdps=50, iterations=200, action_mdps=2, action_iterations=100)
+    return bench_students(n_mdps=1000, iterations=2000, action_mdps=20, action_iterations=2000)
 
 
-def format_students(out: dict[str, Any]) -> str:
-    """The student runner's lines: env-steps/s of both loops and of the reference loop."""
+def format_students(out: dict[str, Any], fig3: dict[str, Any] | None = None) -> str:
+    """The student runner's lines, as ``distill-grid bench --students`` prints them.
+
+    Both loops against the reference loop, the Q-learning yardstick (and ``fig3``'s effective
+    rate against it: a ``reproduce fig3`` JSON summary), and the cost per env-step for every
+    action count.
+    """
     ref = out["reference_steps_per_s"]
     lines = [
         f"(c) students: {out['method']} on {out['n_mdps']} random 20x20 MDPs x "
@@ -249,7 +272,55 @@ def format_students(out: dict[str, Any]) -> str:
         f"  plain compiled loop        {ref:10.3g} env-steps/s   1.00x",
         f"  same students in both loops: {out['compiled_same_students']}",
     ]
+    q = out.get("q_learning")
+    if q is not None:
+        lines += [
+            "",
+            f"(d) plain compiled Q-learning (epsilon 0.1, lr 0.01) on the same MDPs, "
+            f"{q['threads']} threads: {q['steps_per_s']:.3g} env-steps/s",
+        ]
+        if fig3 is not None:
+            rate = fig3["env_steps"] / fig3["wall_seconds"]
+            lines.append(
+                f"  reproduce fig3 ({fig3['settings']['mdps']} MDPs x "
+                f"{fig3['settings']['iterations']} iterations): {rate:.3g} env-steps/s, "
+                f"{rate / q['steps_per_s']:.2f}x of it"
+            )
+    rows = out.get("actions", {}).get("rows", [])
+    if rows:
+        lines += ["", format_actions(rows, out["actions"]["n_mdps"], out["actions"]["iterations"])]
     return "\n".join(lines)
+
+
+def format_actions(rows: Sequence[dict[str, Any]], n_mdps: int, iterations: int) -> str:
+    """:func:`distill_agents.runner.bench_actions` as a table.
+
+    Nanoseconds per env-step, one column per action count, and the ratio of the largest count's
+    to the smallest's.
+    """
+    counts = sorted({r["n_actions"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["method"], r["n_actions"]): r for r in rows}
+    width = max(len(m) for m in methods)
+    head = "".join(f"  {'|A|=' + str(a):>13}" for a in counts)
+    lines = [
+        f"(e) training ns per env-step by action count ({n_mdps} random 20x20 MDPs x "
+        f"{iterations} episodes, optimal teachers, compiled loop; in brackets: explicit "
+        "actions per student row prepared)",
+        f"  {'method':<{width}}{head}  {counts[-1]}/{counts[0]}",
+    ]
+    for m in methods:
+        cells = "".join(_action_cell(cell.get((m, a))) for a in counts)
+        ratio = cell[m, counts[-1]]["ns_per_step"] / cell[m, counts[0]]["ns_per_step"]
+        lines.append(f"  {m:<{width}}{cells}  {ratio:.1f}x")
+    return "\n".join(lines)
+
+
+def _action_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return f"  {'-':>13}"
+    entries = f"({row['entries_per_row']:.0f})"
+    return f"  {row['ns_per_step']:>6.0f} {entries:>6}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -117,11 +117,14 @@ from gridworld_env.vector import chunk_size_for
 del gridworld_env  # imported to register the environment ids
 
 __all__ = [
+    "ACTION_COUNTS",
+    "ACTION_METHODS",
     "CHUNK_BUDGET_BYTES",
     "METRICS",
     "STUDENT_STREAM",
     "PerMDPUniforms",
     "RunResult",
+    "bench_actions",
     "bench_students",
     "early_iterations",
     "eval_iterations",
@@ -1701,14 +1704,26 @@ def _peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+#: The action counts of Fig. 4's panels (:func:`bench_actions`).
+ACTION_COUNTS = (4, 40, 400, 4000)
+#: Fig. 4's curves (:func:`bench_actions`).
+ACTION_METHODS = (
+    "on_policy_distill",
+    "entropy_regularised",
+    "expected_entropy_regularised",
+    "baseline",
+)
+
+
 def bench_students(
     n_mdps: int = 1000,
     iterations: int = 1000,
     seed: int = 0,
     method: str = "on_policy_distill",
-    large_actions: int = 4000,
-    large_mdps: int = 4,
-    large_iterations: int = 200,
+    action_counts: Sequence[int] = ACTION_COUNTS,
+    action_mdps: int = 20,
+    action_iterations: int = 2000,
+    action_methods: Sequence[str] = ACTION_METHODS,
 ) -> dict[str, Any]:
     """The student runner against a plain compiled loop, on the same MDPs and teachers.
 
@@ -1718,14 +1733,17 @@ def bench_students(
     function stepping the vector env's outcome tables and applying the same update kernel),
     and with the runner's compiled loop (``loop="compiled"``, the same students), and reports the
     rates in env-steps per second (the steps of the MDPs' episodes; idle and
-    autoreset steps of the vector env are reported apart). Then trains ``large_mdps`` MDPs with
-    ``large_actions`` actions (Fig. 4's hardest panel) and reports the cost per MDP and the
-    process's peak resident memory.
+    autoreset steps of the vector env are reported apart). On the same MDPs it times
+    :func:`distill_agents.yardsticks.q_learning_loop` for ``iterations`` episodes on all numba
+    threads (the yardstick of ``reproduce fig3``'s effective rate). Then
+    :func:`bench_actions` with the ``action_*`` arguments, and the process's peak resident
+    memory.
 
     Returns:
-        A dict of measurements (seconds, steps, rates, ``ratio`` runner/reference, and
+        A dict of measurements (seconds, steps, rates, ``ratio`` runner/reference,
         ``extrapolated_seconds_30k`` for 1000 MDPs x 30 000 iterations, scaled linearly: a
-        rough figure, since episodes get shorter while the students learn).
+        rough figure, since episodes get shorter while the students learn; ``q_learning``;
+        ``actions``: the rows of :func:`bench_actions`).
     """
     n_mdps = check_int("n_mdps", n_mdps, 1)
     iterations = check_int("iterations", iterations, 1)
@@ -1796,26 +1814,72 @@ def bench_students(
         "runner": train_s * scale + (result.build_seconds + result.eval_seconds) * per_mdp,
         "reference": ref_seconds * scale,
     }
-    if large_mdps > 0:
-        t0 = time.perf_counter()
-        big, _ = _grid_teachers(large_mdps, seed, {"n_actions": large_actions})
-        teacher_s = time.perf_counter() - t0
-        big_result = run_distillation(
-            big, method, iterations=large_iterations, eval_every=large_iterations, seed=seed
-        )
-        per_mdp = big_result.wall_seconds / large_mdps
-        out["large_actions"] = {
-            "n_actions": large_actions,
-            "n_mdps": large_mdps,
-            "iterations": large_iterations,
-            "teacher_seconds": teacher_s,
-            "seconds": big_result.wall_seconds,
-            "seconds_per_mdp": per_mdp,
-            "env_steps": int(big_result.env_steps.sum()),
-            "seconds_per_mdp_30k": per_mdp * 30_000 / large_iterations,
-            "chunk_size": big_result.settings["chunk_size"],
-            "final_return": float(np.mean(big_result.metrics["return"][:, -1])),
-            "teacher_return": float(np.mean(big_result.teacher_metrics["return"])),
-        }
+    from distill_agents import yardsticks
+
+    out["q_learning"] = yardsticks.q_learning_rate(
+        K.EnvTables._make((*tables, 1000)),
+        int(np.max(teachers.n_indices)),
+        int(teachers.probs.shape[-1]),
+        iterations,
+        seed=seed,
+        lr=0.01,
+    )
+    out["actions"] = {
+        "n_mdps": action_mdps,
+        "iterations": action_iterations,
+        "rows": (
+            bench_actions(action_counts, action_mdps, action_iterations, action_methods, seed)
+            if action_mdps > 0
+            else []
+        ),
+    }
     out["peak_rss_bytes"] = _peak_rss_bytes()
     return out
+
+
+def bench_actions(
+    action_counts: Sequence[int] = ACTION_COUNTS,
+    n_mdps: int = 20,
+    iterations: int = 2000,
+    methods: Sequence[str] = ACTION_METHODS,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The compiled loop's cost per env-step for every action count, on the same grids.
+
+    ``n_mdps`` random 20x20 grids (layout seeds ``seed ..``) with ``n_actions`` set to each of
+    ``action_counts`` (the extra actions repeat the four moves: the same MDPs), optimal
+    (planned) teachers, ``iterations`` episodes of each method with ``loop="compiled"``
+    (evaluated at the start and the end only). Kernels are compiled on a tiny run first.
+
+    Returns:
+        One dict per (method, action count): ``method``, ``n_actions``, ``env_steps``,
+        ``train_seconds`` (wall time less building and evaluation), ``ns_per_step`` (training
+        nanoseconds per env-step), ``rows_per_episode`` and ``entries_per_row`` (the student
+        rows prepared per episode and their explicit actions, :attr:`RunResult.row_work`),
+        ``final_return``.
+    """
+    n_mdps = check_int("n_mdps", n_mdps, 1)
+    iterations = check_int("iterations", iterations, 1)
+    rows = []
+    for n_actions in action_counts:
+        teachers, _ = _grid_teachers(n_mdps, seed, {"n_actions": int(n_actions)})
+        for method in methods:
+            kw: dict[str, Any] = {"eval_every": iterations, "seed": seed, "loop": "compiled"}
+            run_distillation(teachers.subset(0, 1), method, iterations=2, **kw)  # compile
+            result = run_distillation(teachers, method, iterations=iterations, **kw)
+            train = result.wall_seconds - result.build_seconds - result.eval_seconds
+            steps = int(result.env_steps.sum())
+            work = result.row_work
+            rows.append(
+                {
+                    "method": method,
+                    "n_actions": int(n_actions),
+                    "env_steps": steps,
+                    "train_seconds": train,
+                    "ns_per_step": 1e9 * train / steps,
+                    "rows_per_episode": work.get("rows", 0) / (n_mdps * iterations),
+                    "entries_per_row": work.get("entries", 0) / max(1, work.get("rows", 0)),
+                    "final_return": float(np.mean(result.metrics["return"][:, -1])),
+                }
+            )
+    return rows

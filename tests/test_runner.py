@@ -494,14 +494,29 @@ def test_mdp_seed_is_a_function_of_seed_and_index():
 
 
 def test_bench_students_runs_and_both_loops_learn():
-    out = R.bench_students(n_mdps=4, iterations=30, large_mdps=1, large_iterations=2)
+    out = R.bench_students(
+        n_mdps=4, iterations=30, action_counts=(4, 400), action_mdps=2, action_iterations=20,
+        action_methods=("on_policy_distill", "baseline"),
+    )  # fmt: skip
     assert out["runner_env_steps"] > 4 * 30 and out["reference_env_steps"] > 4 * 30
     assert out["runner_steps_per_s"] > 0 and out["reference_steps_per_s"] > 0
     assert out["ratio"] == pytest.approx(out["runner_steps_per_s"] / out["reference_steps_per_s"])
     assert out["compiled_same_students"] and out["compiled_steps_per_s"] > 0
     # Both loops run the same method on the same MDPs: both improve on the uniform student.
     assert out["final_return"] > 2.0 and out["reference_final_return"] > 2.0
-    assert out["large_actions"]["n_actions"] == 4000 and out["peak_rss_bytes"] > 0
+    assert out["peak_rss_bytes"] > 0
+    q = out["q_learning"]
+    assert q["env_steps"] >= 4 * 30 and q["steps_per_s"] > 0 and q["threads"] >= 1
+    rows = out["actions"]["rows"]
+    assert [(r["method"], r["n_actions"]) for r in rows] == [
+        ("on_policy_distill", 4), ("baseline", 4), ("on_policy_distill", 400), ("baseline", 400),
+    ]  # fmt: skip
+    for r in rows:
+        assert r["env_steps"] >= 2 * 20 and r["ns_per_step"] > 0 and r["rows_per_episode"] >= 1
+        assert 1 <= r["entries_per_row"] <= r["n_actions"]
+    # On-policy distillation from a greedy teacher keeps its rows sparse at |A| = 400.
+    on_policy = {r["n_actions"]: r for r in rows if r["method"] == "on_policy_distill"}
+    assert on_policy[400]["entries_per_row"] < 40
 
 
 @pytest.mark.parametrize(
@@ -580,10 +595,31 @@ def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
 def test_bench_prints_the_student_runners_lines():
     from distill_agents import bench
 
-    out = R.bench_students(n_mdps=3, iterations=20, large_mdps=0)
+    out = R.bench_students(n_mdps=3, iterations=20, action_mdps=0)
     text = bench.format_students(out)
     assert "vector-env loop" in text and "compiled loop" in text
     assert f"{out['compiled_ratio']:.2f}x" in text and "same students in both loops: True" in text
+    assert "plain compiled Q-learning" in text and "(e)" not in text
+    fig3 = {"env_steps": 2e9, "wall_seconds": 100.0, "settings": {"mdps": 1000, "iterations": 9}}
+    ratio = 2e7 / out["q_learning"]["steps_per_s"]
+    assert f"2e+07 env-steps/s, {ratio:.2f}x of it" in bench.format_students(out, fig3)
+
+
+def test_the_action_count_table_has_a_column_per_count():
+    from distill_agents import bench
+
+    rows = [
+        {"method": m, "n_actions": a, "ns_per_step": ns, "entries_per_row": e}
+        for m, a, ns, e in [
+            ("on_policy_distill", 4, 100.0, 2.0), ("on_policy_distill", 4000, 250.0, 3.0),
+            ("baseline", 4, 90.0, 4.0), ("baseline", 4000, 9000.0, 3500.0),
+        ]
+    ]  # fmt: skip
+    lines = bench.format_actions(rows, 20, 2000).splitlines()
+    assert "20 random 20x20 MDPs x 2000 episodes" in lines[0]
+    assert lines[1].split() == ["method", "|A|=4", "|A|=4000", "4000/4"]
+    assert lines[2].split() == ["on_policy_distill", "100", "(2)", "250", "(3)", "2.5x"]
+    assert lines[3].split() == ["baseline", "90", "(4)", "9000", "(3500)", "100.0x"]
 
 
 def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch):
