@@ -104,6 +104,7 @@ from numpy.typing import NDArray
 
 from distill_agents import experiments as X
 from distill_agents import methods as M
+from distill_agents.readings import READING_NAMES, Readings, apply_readings
 from distill_agents.results import CurveRow, curve_rows
 
 __all__ = [
@@ -232,6 +233,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"hide the progress bars (also: {NO_PROGRESS_ENV}=1)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a reading of a choice the paper leaves open (repeatable; keys: "
+        f"{', '.join(READING_NAMES)}; see distill_agents.readings)",
+    )
 
 
 @dataclass(frozen=True)
@@ -250,6 +258,8 @@ class FigureSettings:
         mc_episodes: ``None`` for exact metrics, else Monte Carlo episodes (``--mc``).
         early: evaluation points before the first regular one
             (:func:`distill_agents.runner.early_iterations`; curve figures only).
+        readings: the choices the paper leaves open (:mod:`distill_agents.readings`,
+            ``--set``).
     """
 
     figure: str
@@ -262,6 +272,7 @@ class FigureSettings:
     skipped: tuple[str, ...] = ()
     mc_episodes: int | None = None
     early: tuple[int, ...] = ()
+    readings: Readings = field(default_factory=Readings)
 
     def manifest(self) -> dict[str, Any]:
         """The settings that decide the numbers (panels excluded: pieces are per panel)."""
@@ -274,6 +285,7 @@ class FigureSettings:
             "seed": self.seed,
             **({} if self.mc_episodes is None else {"mc_episodes": self.mc_episodes}),
             **({"early_eval": list(self.early)} if self.early else {}),
+            **({"readings": self.readings.changed()} if self.readings.changed() else {}),
         }
 
 
@@ -294,6 +306,7 @@ def figure_settings(
     teacher_episodes: int | None = None,
     eval_points: int | None = None,
     mc_episodes: int | None = None,
+    readings: Readings | None = None,
 ) -> FigureSettings:
     """Resolve one figure's settings from the experiment's scale and the overrides.
 
@@ -341,6 +354,7 @@ def figure_settings(
         skipped=skipped,
         mc_episodes=mc_episodes,
         early=early_iterations(eval_every, n_iterations) if exp.kind == "curves" else (),
+        readings=Readings() if readings is None else readings,
     )
 
 
@@ -505,6 +519,7 @@ def _piece_key(
         "hi": hi,
         **({} if settings.mc_episodes is None else {"mc_episodes": settings.mc_episodes}),
         **({"early_eval": list(settings.early)} if settings.early else {}),
+        **({"readings": settings.readings.changed()} if settings.readings.changed() else {}),
     }
 
 
@@ -598,7 +613,8 @@ _PIECE_CACHE: dict[str, Any] = {}
 
 def _piece_teachers(piece: _Piece) -> Any:
     """The teachers of MDPs ``lo .. hi - 1`` of a piece's panel (the last set is cached)."""
-    name = _canonical([_teacher_key(piece.spec, piece.settings), piece.lo, piece.hi])
+    readings = piece.settings.readings.changed()
+    name = _canonical([_teacher_key(piece.spec, piece.settings), piece.lo, piece.hi, readings])
     if name not in _PIECE_CACHE:
         _PIECE_CACHE.clear()  # one set per process: pieces of one panel and range run in a row
         _PIECE_CACHE[name] = _make_piece_teachers(piece)
@@ -630,6 +646,9 @@ def _make_piece_teachers(piece: _Piece) -> Any:
         teachers = _planned_teachers(piece)
     if spec.noise > 0.0:
         teachers = T.noisy_teachers(teachers, spec.noise, settings.seed, first_mdp=lo)
+    if spec.kind == "adversarial" and settings.readings.adversarial_value == "own":
+        assert teachers.values is not None
+        teachers = teachers.replace(values=-teachers.values)  # its own critic: minus V
     return teachers
 
 
@@ -788,6 +807,7 @@ def _run_kwargs(piece: _Piece, a: int, progress: Any, iterations: int) -> dict[s
         "progress": progress if progress is not None and iterations else False,
         "loop": "compiled",
         "mc_episodes": piece.settings.mc_episodes,
+        "teacher_prob_floor": piece.settings.readings.teacher_prob_floor,
     }
 
 
@@ -1198,7 +1218,8 @@ def _progress_disabled(flag: bool) -> bool | None:
 def _expected_cost(piece: _Piece) -> float:
     """A rough relative cost of a piece, to start the longest first (order changes no number).
 
-    Episodes, times the actions (the update is O(A) per step), times 4 for uniform control
+    Episodes, times the actions (a student row costs up to O(A) per episode, and evaluation
+    and teachers O(A) per state), times 4 for uniform control
     (its random walks take ~4x the steps of the other controls' episodes on 20x20 grids),
     times the corridor's length over 10 (episodes get longer with it: Fig. 9's longest
     corridors cost the most and must not start last).
@@ -1377,7 +1398,10 @@ def _check_manifest(state: _State, settings: FigureSettings) -> None:
         except (OSError, ValueError):
             old = None
         if isinstance(old, dict) and old != new:
-            changed = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+            keys = [*new, *(k for k in old if k not in new)]
+            changed = [
+                f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)
+            ]
             print(
                 f"distill-grid reproduce: note: {state.root} holds pieces of an earlier "
                 f"{settings.figure} run with other settings ({'; '.join(changed)}); they are "
@@ -1714,8 +1738,8 @@ def _reproduce_figure(
     from distill_agents import plotting
     from distill_agents.results import write_csv
 
-    exp = X.get_experiment(figure)
     settings = settings if settings is not None else figure_settings(figure)
+    exp = apply_readings(X.get_experiment(figure), settings.readings)
     out_dir = Path(out)
     t0 = time.perf_counter()
 
@@ -1816,6 +1840,7 @@ def run(args: argparse.Namespace) -> int:
     if figure == _ALL and panels is not None:
         raise ValueError("--panels selects panels of one figure; it cannot be used with all")
     figures = list(X.FIGURES) if figure == _ALL else [figure]
+    readings = Readings.parse(args.set or [])
     resolved = [
         figure_settings(
             f,
@@ -1828,6 +1853,7 @@ def run(args: argparse.Namespace) -> int:
             teacher_episodes=args.teacher_episodes,
             eval_points=args.eval_points,
             mc_episodes=args.mc,
+            readings=readings,
         )
         if not (figure == _ALL and args.max_actions is not None and _all_skipped(f, args))
         else None

@@ -1,0 +1,156 @@
+"""Readings (distill_agents.readings): parsing, the experiment they give, and what each changes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from distill_agents import reproduce
+from distill_agents.experiments import get_experiment
+from distill_agents.readings import READING_NAMES, Readings, apply_readings
+from distill_agents.results import read_csv
+
+TINY = ["--mdps", "3", "--iterations", "20", "--eval-points", "2", "--no-progress"]
+
+
+def _rows(path):
+    return {(r.panel, r.method, r.metric, r.iteration): r for r in read_csv(path)}
+
+
+def test_defaults_change_nothing():
+    readings = Readings()
+    assert readings.changed() == {} and readings.describe() == "defaults"
+    assert Readings.parse([]) == readings
+    assert READING_NAMES[0] == "teacher_prob_floor" and "adversarial_value" in READING_NAMES
+    # The default values, set explicitly, are the defaults.
+    assert Readings.parse(["teacher_prob_floor=1e-8", "adversarial_value=true"]) == readings
+
+
+def test_parse_applies_items_in_order_and_records_the_changes():
+    readings = Readings.parse(["lr=0.5", "critic=mc", "lr=0.01", "temperature=0.1"])
+    assert readings.changed() == {"lr": 0.01, "critic": "mc", "temperature": 0.1}
+    assert readings.describe() == "temperature=0.1, critic=mc, lr=0.01"
+    assert Readings.parse(["critic=none"], base=readings).critic is None
+    assert Readings.from_mapping(readings.changed()) == readings
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["floor=1e-2"], "--set: unknown reading 'floor'; readings: teacher_prob_floor, "),
+        (["teacher_prob_floor"], "--set: expected KEY=VALUE, got 'teacher_prob_floor'"),
+        (["teacher_prob_floor=2"], "--set teacher_prob_floor: must be a number in (0, 1), got '2'"),
+        (["fig4_teacher=random"], "--set fig4_teacher: must be optimal, q_learning, got 'random'"),
+        (["adversarial_value=x"], "--set adversarial_value: must be true, own, got 'x'"),
+        (["critic=tdd"], "--set critic: must be mc, td, none, got 'tdd'"),
+        (["lr=-1"], "--set lr: must be a number > 0, or none, got '-1'"),
+        (["temperature=nan"], "--set temperature: must be a number >= 0, or none, got 'nan'"),
+    ],
+)
+def test_bad_items_give_one_line_naming_what_is_accepted(items, message):
+    with pytest.raises(ValueError) as info:
+        Readings.parse(items)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_the_record_refuses_bad_values():
+    with pytest.raises(ValueError, match="reading lr must be a number > 0, or none, got -1"):
+        Readings(lr=-1)
+    with pytest.raises(ValueError, match="unknown reading 'x'"):
+        Readings.from_mapping({"x": 1})
+
+
+def test_apply_readings_changes_the_experiment_as_documented():
+    fig3, fig4, fig5 = (get_experiment(f) for f in ("fig3", "fig4", "fig5"))
+    assert apply_readings(fig4, Readings()) == fig4
+    q = apply_readings(fig4, Readings(fig4_teacher="q_learning"))
+    assert {p.teacher.kind for p in q.panels} == {"q_learning"}
+    assert [p.name for p in q.panels] == [p.name for p in fig4.panels]
+    assert apply_readings(fig5, Readings(fig4_teacher="q_learning")) == fig5
+    soft = apply_readings(fig4, Readings(temperature=0.1))
+    assert {p.teacher.temperature for p in soft.panels} == {0.1}
+    # Fig. 3's panels are its temperatures: left alone.
+    assert apply_readings(fig3, Readings(temperature=0.1)) == fig3
+    other = apply_readings(fig5, Readings(critic="mc", lr=0.01))
+    assert {p.critic for p in other.panels} == {"mc"} and other.lr == 0.01
+
+
+def test_default_readings_keep_the_piece_keys():
+    settings = reproduce.figure_settings("fig6", mdps=2, iterations=10)
+    assert "readings" not in settings.manifest()
+    changed = reproduce.figure_settings(
+        "fig6", mdps=2, iterations=10, readings=Readings(adversarial_value="own")
+    )
+    assert changed.manifest()["readings"] == {"adversarial_value": "own"}
+    exp = get_experiment("fig6")
+    panel = exp.panels[0]
+    key = reproduce._piece_key(exp, panel, panel.curves[0], settings, 0, 2)
+    other = reproduce._piece_key(exp, panel, panel.curves[0], changed, 0, 2)
+    assert "readings" not in key and other == {**key, "readings": {"adversarial_value": "own"}}
+
+
+def test_own_adversarial_value_negates_the_value_table_the_methods_read(tmp_path, capsys):
+    base = tmp_path / "true"
+    own = tmp_path / "own"
+    panel = ["--panels", "length=11/adversarial"]
+    assert reproduce.main(["fig6", *TINY, *panel, "--out", str(base)]) == 0
+    assert (
+        reproduce.main(["fig6", *TINY, *panel, "--out", str(own), "--set", "adversarial_value=own"])
+        == 0
+    )
+    summary = json.loads(own.joinpath("fig6.json").read_text())
+    assert summary["settings"]["readings"] == {"adversarial_value": "own"}
+    a, b = _rows(base / "fig6.csv"), _rows(own / "fig6.csv")
+    assert a.keys() == b.keys()
+    methods = {k[1] for k in a}
+    same = {m for m in methods if all(a[k] == b[k] for k in a if k[1] == m)}
+    # Methods that read V_pi learn otherwise; the teacher's own rows do not change.
+    assert "teacher" in same and "teacher_v_reward" not in same
+    capsys.readouterr()
+
+
+def test_own_adversarial_value_in_the_piece_teachers():
+    exp = get_experiment("fig6")
+    panel = next(p for p in exp.panels if p.teacher.kind == "adversarial")
+    optimal = next(p for p in exp.panels if p.teacher.kind == "optimal")
+    pieces = {}
+    for name, readings in (("true", Readings()), ("own", Readings(adversarial_value="own"))):
+        settings = reproduce.figure_settings("fig6", mdps=2, iterations=10, readings=readings)
+        for p in (panel, optimal):
+            pieces[name, p.teacher.kind] = reproduce._make_piece_teachers(
+                reproduce._Piece(
+                    key={}, path="", spec=p.teacher, method="teacher_v_reward", control=None,
+                    critic=None, lr=0.1, gamma=0.99, metrics=("return",), settings=settings,
+                    lo=0, hi=2, teacher_file=None,
+                )
+            )  # fmt: skip
+    true, own = pieces["true", "adversarial"], pieces["own", "adversarial"]
+    np.testing.assert_array_equal(own.values, -true.values)
+    np.testing.assert_array_equal(own.probs, true.probs)
+    # The optimal teacher is not adversarial: unchanged.
+    np.testing.assert_array_equal(pieces["own", "optimal"].values, pieces["true", "optimal"].values)
+
+
+def test_teacher_prob_floor_changes_the_methods_that_read_log_pi(tmp_path, capsys):
+    base = tmp_path / "default"
+    floor = tmp_path / "floor"
+    panel = ["--panels", "A=4"]
+    assert reproduce.main(["fig4", *TINY, *panel, "--out", str(base)]) == 0
+    argv = ["fig4", *TINY, *panel, "--out", str(floor), "--set", "teacher_prob_floor=1e-2"]
+    assert reproduce.main(argv) == 0
+    a, b = _rows(base / "fig4.csv"), _rows(floor / "fig4.csv")
+
+    def same(method):
+        return all(a[k] == b[k] for k in a if k[1] == method)
+
+    assert same("baseline") and same("teacher") and same("on_policy_distill")
+    assert not same("entropy_regularised") and not same("expected_entropy_regularised")
+    capsys.readouterr()
+
+
+def test_set_with_a_bad_key_gives_status_2(tmp_path, capsys):
+    status = reproduce.main(["fig6", *TINY, "--out", str(tmp_path), "--set", "floor=1"])
+    err = capsys.readouterr().err
+    assert status == 2 and "unknown reading 'floor'" in err and len(err.strip().splitlines()) == 1
