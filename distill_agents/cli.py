@@ -82,7 +82,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from distill_agents import bench
 
     argv = ["--quick"] if args.quick else []
-    return int(bench.main([*argv, "--students"] if args.students else argv))
+    argv += ["--students"] if args.students else []
+    argv += ["--fig3", args.fig3] if args.fig3 is not None else []
+    return int(bench.main(argv))
 
 
 #: Above this many bytes of ``q_values`` ``teach`` leaves them out of ``teachers.npz``.
@@ -243,6 +245,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise CommandError(str(err).splitlines()[0]) from None
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from distill_agents import ablate
+
+    try:
+        return int(ablate.run(args))
+    except ValueError as err:
+        raise CommandError(str(err).splitlines()[0]) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="distill-grid",
@@ -263,7 +274,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--students",
         action="store_true",
-        help="also the student runner (both loops) against a plain compiled loop",
+        help="also the student runner against plain compiled loops, and its cost per env-step "
+        "at |A| = 4, 40, 400 and 4000",
+    )
+    bench.add_argument(
+        "--fig3",
+        metavar="JSON",
+        default=None,
+        help="with --students: a reproduce run's fig3.json, set against the Q-learning loop",
     )
     bench.set_defaults(func=_cmd_bench)
 
@@ -342,6 +360,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     reproduce.add_arguments(repro)
     repro.set_defaults(func=_cmd_reproduce)
+
+    from distill_agents import ablate
+
+    abl = sub.add_parser(
+        "ablate",
+        help="a figure under several readings (--set KEY=V1,V2) side by side on the same MDPs",
+    )
+    ablate.add_arguments(abl)
+    abl.set_defaults(func=_cmd_ablate)
     return parser
 
 
@@ -356,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         hint = ""
-        if args.command == "reproduce":
+        if args.command in ("reproduce", "ablate"):
             hint = "; finished pieces are kept (run the same command again to resume)"
         print(f"distill-grid {args.command}: interrupted{hint}", file=sys.stderr)
         return 130

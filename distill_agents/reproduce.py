@@ -1390,7 +1390,10 @@ def _n_states(spec: X.TeacherSpec) -> int:
 
 
 def _check_manifest(state: _State, settings: FigureSettings) -> None:
-    path = state.manifests / f"{settings.figure}.json"
+    # One manifest per figure and readings: runs under other readings are not "other settings".
+    readings = settings.readings.changed()
+    stem = settings.figure + (f"-{_digest(readings)[:12]}" if readings else "")
+    path = state.manifests / f"{stem}.json"
     new = settings.manifest()
     if path.is_file():
         try:
