@@ -313,6 +313,14 @@ def format_actions(rows: Sequence[dict[str, Any]], n_mdps: int, iterations: int)
         cells = "".join(_action_cell(cell.get((m, a))) for a in counts)
         ratio = cell[m, counts[-1]]["ns_per_step"] / cell[m, counts[0]]["ns_per_step"]
         lines.append(f"  {m:<{width}}{cells}  {ratio:.1f}x")
+    setup = {
+        a: max(r.get("setup_seconds_per_mdp", 0.0) for r in rows if r["n_actions"] == a)
+        for a in counts
+    }
+    lines.append(
+        "  table setup per MDP (not in the above; O(S A)): "
+        + ", ".join(f"|A|={a} {1e3 * setup[a]:.2g} ms" for a in counts)
+    )
     return "\n".join(lines)
 
 

@@ -5,9 +5,11 @@
 :mod:`distill_agents.methods`, through the native vector env's ``reset``/``step``
 (:mod:`gridworld_env.vector`, table-index observations matching the teachers' tables), and
 evaluates every student *exactly* on its MDP's model at iterations ``0, k, 2k, ..., iterations``.
-The per-episode update is :func:`distill_agents.updates.episode_update_kernel`, the kernel of the
-single-env :func:`~distill_agents.distill`; actions are drawn by the same
-:func:`~distill_agents.updates.sample_control_action`.
+The per-episode update is :func:`distill_agents.row_kernels.episode_update_tables`, the kernel of
+the single-env :func:`~distill_agents.distill` too: Eq. 1 accumulated per distinct student row
+of the episode, so a step costs O(1) and a row O(its explicit actions) once per episode
+(:mod:`distill_agents.row_kernels`); actions are drawn by the same
+:func:`~distill_agents.row_kernels.draw_action` (binary search, O(log A)).
 
 Iterations
     One iteration of MDP ``m`` = one full episode of the control policy on ``m``, then the
@@ -277,6 +279,8 @@ class RunResult:
             with ``loop="compiled"``, the MDPs' env-steps).
         build_seconds: part of ``wall_seconds`` spent building vector envs and their models.
         eval_seconds: part of ``wall_seconds`` spent evaluating students and teachers.
+        setup_seconds: part of ``wall_seconds`` spent setting up the chunks' teacher and student
+            tables (O(S A) per MDP: floored logs, common values, explicit lists).
         logits: ``[B, N, A]`` final student logits (only with ``keep_students=True``).
         critic: ``[B, N]`` final critics (only with ``keep_students=True``).
         n_indices: ``[B]`` table indices per MDP.
@@ -303,6 +307,7 @@ class RunResult:
     sub_env_steps: int = 0
     build_seconds: float = 0.0
     eval_seconds: float = 0.0
+    setup_seconds: float = 0.0
     logits: NDArray[np.float64] | None = None
     critic: NDArray[np.float64] | None = None
     row_work: Mapping[str, int] = field(default_factory=dict)
@@ -418,6 +423,7 @@ class RunResult:
             sub_env_steps=int(sum(p.sub_env_steps for p in parts)),
             build_seconds=float(sum(p.build_seconds for p in parts)),
             eval_seconds=float(sum(p.eval_seconds for p in parts)),
+            setup_seconds=float(sum(p.setup_seconds for p in parts)),
             logits=np.concatenate([pad(p.logits) for p in parts]) if keep else None,  # type: ignore[arg-type]
             critic=np.concatenate([pad(p.critic) for p in parts]) if keep else None,  # type: ignore[arg-type]
             row_work={k: int(sum(p.row_work.get(k, 0) for p in parts)) for k in first.row_work},
@@ -927,6 +933,7 @@ class _Run:
     env_builds: int = 0
     build_seconds: float = 0.0
     eval_seconds: float = 0.0
+    setup_seconds: float = 0.0
     row_counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(RK.N_COUNTS, np.int64))
 
 
@@ -938,6 +945,7 @@ class _Chunk:
     """
 
     def __init__(self, run: _Run, start: int, stop: int) -> None:
+        t0 = time.perf_counter()
         self.run = run
         self.ids = np.arange(start, stop)
         teachers = run.teachers
@@ -968,6 +976,7 @@ class _Chunk:
             explicit,
         )
         self.g_critic = np.zeros((len(group), b, n_index))
+        run.setup_seconds += time.perf_counter() - t0
         self.mdp_state = np.zeros((b, K.N_MDP_FIELDS), dtype=np.int64)
         self.act_gens: list[np.random.Generator] = []
         self.env_gens: list[np.random.Generator] = []
@@ -1588,6 +1597,7 @@ def _run_group(
                 sub_env_steps=run.sub_env_steps,
                 build_seconds=run.build_seconds,
                 eval_seconds=run.eval_seconds,
+                setup_seconds=run.setup_seconds,
                 logits=None if logits is None else logits[g],
                 critic=None if critics is None else critics[g],
                 row_work={
@@ -1763,7 +1773,9 @@ def bench_students(
         teachers, method, iterations=iterations, eval_every=iterations, seed=seed
     )
     runner_steps = int(result.env_steps.sum())
-    train_s = result.wall_seconds - result.build_seconds - result.eval_seconds
+    train_s = (
+        result.wall_seconds - result.build_seconds - result.eval_seconds - result.setup_seconds
+    )
     out.update(
         runner_seconds=result.wall_seconds,
         runner_env_steps=runner_steps,
@@ -1781,7 +1793,12 @@ def bench_students(
     compiled = run_distillation(
         teachers, method, iterations=iterations, eval_every=iterations, seed=seed, loop="compiled"
     )
-    compiled_train = compiled.wall_seconds - compiled.build_seconds - compiled.eval_seconds
+    compiled_train = (
+        compiled.wall_seconds
+        - compiled.build_seconds
+        - compiled.eval_seconds
+        - compiled.setup_seconds
+    )
     out.update(
         compiled_seconds=compiled.wall_seconds,
         compiled_train_seconds=compiled_train,
@@ -1853,7 +1870,8 @@ def bench_actions(
 
     Returns:
         One dict per (method, action count): ``method``, ``n_actions``, ``env_steps``,
-        ``train_seconds`` (wall time less building and evaluation), ``ns_per_step`` (training
+        ``train_seconds`` (wall time less building, table setup and evaluation),
+        ``setup_seconds_per_mdp`` (the O(S A) table setup), ``ns_per_step`` (training
         nanoseconds per env-step), ``rows_per_episode`` and ``entries_per_row`` (the student
         rows prepared per episode and their explicit actions, :attr:`RunResult.row_work`),
         ``final_return``.
@@ -1867,7 +1885,12 @@ def bench_actions(
             kw: dict[str, Any] = {"eval_every": iterations, "seed": seed, "loop": "compiled"}
             run_distillation(teachers.subset(0, 1), method, iterations=2, **kw)  # compile
             result = run_distillation(teachers, method, iterations=iterations, **kw)
-            train = result.wall_seconds - result.build_seconds - result.eval_seconds
+            train = (
+                result.wall_seconds
+                - result.build_seconds
+                - result.eval_seconds
+                - result.setup_seconds
+            )
             steps = int(result.env_steps.sum())
             work = result.row_work
             rows.append(
@@ -1876,6 +1899,7 @@ def bench_actions(
                     "n_actions": int(n_actions),
                     "env_steps": steps,
                     "train_seconds": train,
+                    "setup_seconds_per_mdp": result.setup_seconds / n_mdps,
                     "ns_per_step": 1e9 * train / steps,
                     "rows_per_episode": work.get("rows", 0) / (n_mdps * iterations),
                     "entries_per_row": work.get("entries", 0) / max(1, work.get("rows", 0)),

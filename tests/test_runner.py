@@ -514,6 +514,7 @@ def test_bench_students_runs_and_both_loops_learn():
     for r in rows:
         assert r["env_steps"] >= 2 * 20 and r["ns_per_step"] > 0 and r["rows_per_episode"] >= 1
         assert 1 <= r["entries_per_row"] <= r["n_actions"]
+        assert r["setup_seconds_per_mdp"] > 0 and r["train_seconds"] > 0
     # On-policy distillation from a greedy teacher keeps its rows sparse at |A| = 400.
     on_policy = {r["n_actions"]: r for r in rows if r["method"] == "on_policy_distill"}
     assert on_policy[400]["entries_per_row"] < 40
