@@ -30,6 +30,11 @@ Fields
         (default: each panel's own; methods with a fixed critic keep theirs).
     ``lr``
         The students' learning rate. ``None`` (default): each figure's own (``0.1``).
+    ``stay_reward``
+        What a grid step that leaves the agent in its cell pays (actions 4 and above, or a
+        move blocked by a wall or the edge): ``repeat`` (default: the cell's reward again, so
+        standing on a -1 cell costs -1 per step) or ``none`` (0: ``DistillGrid-v0``'s
+        ``stay_reward=False``). With ``|A| = 4000`` almost every action stays.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "adversarial_value": (_choice("true", "own"), "true, own"),
     "critic": (_optional(_choice("mc", "td")), "mc, td, none"),
     "lr": (_optional(_positive_float), "a number > 0, or none"),
+    "stay_reward": (_choice("repeat", "none"), "repeat, none"),
 }
 
 
@@ -108,6 +114,7 @@ class Readings:
     adversarial_value: str = "true"
     critic: str | None = None
     lr: float | None = None
+    stay_reward: str = "repeat"
 
     def __post_init__(self) -> None:
         for name, (parse, accepted) in _PARSERS.items():
@@ -177,7 +184,8 @@ def apply_readings(exp: Any, readings: Readings) -> Any:
     """``exp`` (an :class:`~distill_agents.experiments.Experiment`) as ``readings`` read it.
 
     Changes the teacher kind of Figs. 4 and 10 (``fig4_teacher``), the teachers' temperature
-    (not Fig. 3's: its panels are temperatures), every panel's critic and the learning rate.
+    (not Fig. 3's: its panels are temperatures), every panel's critic, the learning rate and
+    the grid environments' ``stay_reward``.
     The readings applied elsewhere (``teacher_prob_floor``: the runner;
     ``adversarial_value``: the teachers of a piece) leave ``exp`` unchanged.
     """
@@ -189,6 +197,8 @@ def apply_readings(exp: Any, readings: Readings) -> Any:
         tempered = exp.figure != "fig3" and spec.temperature is not None
         if readings.temperature is not None and tempered:
             spec = dataclasses.replace(spec, temperature=readings.temperature)
+        if readings.stay_reward == "none" and spec.env_id == "DistillGrid-v0":
+            spec = dataclasses.replace(spec, env_kwargs={**spec.env_kwargs, "stay_reward": False})
         critic = panel.critic if readings.critic is None else readings.critic
         panels.append(dataclasses.replace(panel, teacher=spec, critic=critic))
     lr = exp.lr if readings.lr is None else readings.lr

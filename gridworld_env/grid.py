@@ -54,6 +54,7 @@ class GridConfig:
         layout_seed: int | None,
         cells: NDArray[np.int8] | None,
         start: tuple[int, int],
+        stay_reward: bool = True,
     ) -> None:
         self.width = width
         self.height = height
@@ -67,6 +68,7 @@ class GridConfig:
         self.layout_seed = layout_seed
         self.cells = cells
         self.start = start
+        self.stay_reward = stay_reward
 
     def draw_cells(self, rng: np.random.Generator) -> NDArray[np.int8]:
         """Draw a layout from the A.2 generator with ``rng``."""
@@ -85,6 +87,7 @@ def make_grid_config(
     reward_probs: Mapping[Any, float] | None = None,
     layout_seed: int | None = 0,
     layout: Sequence[str] | None = None,
+    stay_reward: bool = True,
 ) -> GridConfig:
     """Validate the ``DistillGrid-v0`` keyword arguments (see :class:`DistillGridEnv`).
 
@@ -93,6 +96,8 @@ def make_grid_config(
     """
     if observation not in OBSERVATIONS:
         raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
+    if not isinstance(stay_reward, (bool, np.bool_)):
+        raise ValueError(f"stay_reward must be True or False, got {stay_reward!r}")
     view_size = check_int("view_size", view_size, 3)
     if view_size % 2 == 0:
         raise ValueError(f"view_size must be odd (the agent sits in the centre), got {view_size}")
@@ -131,6 +136,7 @@ def make_grid_config(
         layout_seed=layout_seed,
         cells=cells,
         start=start,
+        stay_reward=bool(stay_reward),
     )
 
 
@@ -140,6 +146,7 @@ def grid_mdp(
     n_actions: int = 4,
     noise: float = 0.1,
     absorb_prob: float = 0.01,
+    stay_reward: bool = True,
 ) -> TabularMDP:
     """Build the exact model of a grid layout (SPEC 1.1).
 
@@ -156,6 +163,8 @@ def grid_mdp(
         n_actions: ``A >= 4``.
         noise: transition noise eta.
         absorb_prob: probability of absorption into ``s_term`` after every action.
+        stay_reward: whether an outcome that leaves the agent in its cell pays the cell's reward
+            again (:func:`~gridworld_env.mdp.movement_mdp`).
 
     Returns:
         The model, with ``n_rows = 4`` if ``A == 4`` else 5.
@@ -183,6 +192,7 @@ def grid_mdp(
         absorb_prob,
         start=start[0] * width + start[1],
         dead=flat == lay.WALL,
+        stay_reward=stay_reward,
     )
 
 
@@ -242,7 +252,7 @@ class DistillGridEnv(TabularEnv):
     ``s_term`` (reward 0, ``terminated=True``, the observation repeats the last cell's). Otherwise
     the intended move happens with probability ``1 - noise`` and each of the four moves with
     ``noise / 4``. The reward is that of the cell the agent lands in (also when it stays on a
-    -1 cell).
+    -1 cell; with ``stay_reward=False`` a step that leaves the agent in its cell pays 0).
 
     ## Episode End
 
@@ -255,8 +265,14 @@ class DistillGridEnv(TabularEnv):
     ```python
     gym.make("DistillGrid-v0", width=None, height=None, observation="full", view_size=9,
              n_actions=4, noise=0.1, absorb_prob=0.01, wall_prob=1/12, reward_probs=None,
-             layout_seed=0, layout=None, render_mode=None)
+             layout_seed=0, layout=None, render_mode=None, stay_reward=True)
     ```
+
+    ``stay_reward``: ``True`` (the package's reading of the appendix): a step that leaves the
+    agent in its cell (actions 4 and above, or a move blocked by a wall or the edge) pays the
+    cell's reward again, so standing on a -1 cell costs -1 per step; ``False``: it pays 0. The
+    paper does not say; with ``n_actions=4000`` almost every action stays, which makes the choice
+    matter (``Readings.stay_reward``).
 
     ``layout_seed``: an integer fixes the layout (drawn with ``np.random.default_rng(seed)``);
     ``None`` draws it from the env's ``np_random`` at the first ``reset`` and keeps it.
@@ -270,7 +286,7 @@ class DistillGridEnv(TabularEnv):
 
     ## Version History
 
-    - v0: initial release.
+    - v0: initial release; ``stay_reward`` added (default unchanged).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -289,6 +305,7 @@ class DistillGridEnv(TabularEnv):
         layout_seed: int | None = 0,
         layout: Sequence[str] | None = None,
         render_mode: str | None = None,
+        stay_reward: bool = True,
         **unknown: Any,
     ) -> None:
         check_no_unknown_kwargs(type(self), unknown)
@@ -305,6 +322,7 @@ class DistillGridEnv(TabularEnv):
             reward_probs,
             layout_seed,
             layout,
+            stay_reward,
         )
         cfg = self.config
         self.action_space = spaces.Discrete(cfg.n_actions)
@@ -324,7 +342,7 @@ class DistillGridEnv(TabularEnv):
         cfg = self.config
         self._cells = cells
         self._set_model(
-            grid_mdp(cells, cfg.start, cfg.n_actions, cfg.noise, cfg.absorb_prob),
+            grid_mdp(cells, cfg.start, cfg.n_actions, cfg.noise, cfg.absorb_prob, cfg.stay_reward),
             grid_observation_table(cells, cfg.observation, cfg.view_size),
         )
 

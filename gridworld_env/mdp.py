@@ -197,6 +197,7 @@ def movement_mdp(
     absorb_prob: float,
     start: int,
     dead: NDArray[np.bool_] | None = None,
+    stay_reward: bool = True,
 ) -> TabularMDP:
     """The model of a world of cells with ``D`` noisy movement actions and an absorbing ``s_term``.
 
@@ -205,8 +206,9 @@ def movement_mdp(
     to ``s_term`` (state ``C``, reward 0); otherwise the action's intended move happens with
     probability ``1 - noise`` and each of the ``D`` moves with ``noise / D``. Actions ``>= D``
     share one "stay" row whose intended move is staying put. The reward of an outcome is the
-    reward of the cell landed in. Terminal cells and ``s_term`` are absorbing with reward 0; dead
-    cells (walls) move to ``s_term`` with probability 1, reward 0, and are not terminal.
+    reward of the cell landed in (with ``stay_reward=False``: 0 where the agent stays in its
+    cell). Terminal cells and ``s_term`` are absorbing with reward 0; dead cells (walls) move to
+    ``s_term`` with probability 1, reward 0, and are not terminal.
 
     Args:
         dest: ``[C, D + 1]`` int: the cell each move leads to from each cell (the cell itself
@@ -218,6 +220,9 @@ def movement_mdp(
         absorb_prob: absorption probability in [0, 1].
         start: the start cell.
         dead: ``[C]`` True for cells that do not exist (walls), or ``None``.
+        stay_reward: ``True`` (default): an outcome that leaves the agent in its cell (a stay
+            action, or a move blocked by a wall or the edge) pays the cell's reward again;
+            ``False``: it pays 0.
 
     Returns:
         The model with ``S = C + 1`` states, ``K = D`` rows if ``A == D`` else ``D + 1``, and
@@ -237,6 +242,9 @@ def movement_mdp(
     next_probs[:n_cells, :, -1] = absorb_prob
     next_rewards = np.append(cell_reward, 0.0)[next_states]
     next_rewards[:, :, -1] = 0.0
+    if not stay_reward:
+        stays = next_states[:n_cells] == np.arange(n_cells)[:, None, None]
+        next_rewards[:n_cells][stays] = 0.0
 
     terminal = np.append(cell_terminal, True)
     absorbing = np.flatnonzero(terminal)

@@ -813,6 +813,7 @@ class DistillGridVectorEnv(TabularVectorEnv):
         max_episode_steps: int | None = MAX_EPISODE_STEPS,
         render_mode: str | None = None,
         parallel: bool | None = None,
+        stay_reward: bool = True,
         **unknown: Any,
     ) -> None:
         check_no_unknown_kwargs(type(self), unknown)
@@ -835,6 +836,7 @@ class DistillGridVectorEnv(TabularVectorEnv):
             reward_probs,
             layout_seed,
             layout,
+            stay_reward,
         )
         cfg = self.config
         index = observation in _INDEX_MODES
@@ -937,7 +939,7 @@ class DistillGridVectorEnv(TabularVectorEnv):
         hit = self._model_cache.get(id(cells))
         if hit is not None and hit[0] is cells and hit[1] == start:
             return hit[2], hit[3]
-        mdp = grid_mdp(cells, start, cfg.n_actions, cfg.noise, cfg.absorb_prob)
+        mdp = grid_mdp(cells, start, cfg.n_actions, cfg.noise, cfg.absorb_prob, cfg.stay_reward)
         table = grid_observation_table(cells, cfg.observation, cfg.view_size)
         self._model_cache[id(cells)] = (cells, start, mdp, table)
         return mdp, table

@@ -12,7 +12,7 @@ from gridworld_env.layout import CELL_REWARD, CELL_TERMINAL, WALL, parse_layout
 SMALL = ("S.-G", ".#.x", "....")
 
 
-def reference_row(cells, s, a, noise, absorb):
+def reference_row(cells, s, a, noise, absorb, stay_reward=True):
     """P(s' | s, a) and the reward of each s', straight from SPEC 1.1, one state at a time."""
     height, width = cells.shape
     s_term = height * width
@@ -40,16 +40,18 @@ def reference_row(cells, s, a, noise, absorb):
     for target, p in outcomes:
         probs[target] = probs.get(target, 0.0) + p
     rewards = {t: (0.0 if t == s_term else CELL_REWARD[cells.flat[t]]) for t in probs}
+    if not stay_reward and s in rewards:
+        rewards[s] = 0.0
     return probs, rewards
 
 
-def assert_model_matches_reference(env, noise, absorb):
+def assert_model_matches_reference(env, noise, absorb, stay_reward=True):
     mdp = env.unwrapped.mdp
     cells = env.unwrapped.cells
     transitions, rewards = mdp.transitions, mdp.rewards
     for s in range(mdp.n_states):
         for a in range(mdp.n_actions):
-            probs, rew = reference_row(cells, s, a, noise, absorb)
+            probs, rew = reference_row(cells, s, a, noise, absorb, stay_reward)
             expected = np.zeros(mdp.n_states)
             for target, p in probs.items():
                 expected[target] += p
@@ -245,3 +247,22 @@ def test_step_before_reset_and_bad_actions():
             env.step(bad)
     env.step(np.int64(3))  # NumPy integers are accepted
     env.step(np.array(2))
+
+
+@pytest.mark.parametrize("n_actions", [4, 6])
+def test_stay_reward_false_pays_nothing_for_staying(n_actions):
+    kw = {"layout": SMALL, "n_actions": n_actions, "noise": 0.1, "absorb_prob": 0.01}
+    env = gym.make("DistillGrid-v0", stay_reward=False, **kw)
+    assert_model_matches_reference(env, 0.1, 0.01, stay_reward=False)
+    # Bumping the top edge from the -1 cell (0, 2) now pays nothing; the noise move R still
+    # lands on the +10 cell next door.
+    assert env.unwrapped.mdp.rewards[2, 2] == pytest.approx(10 * 0.99 * 0.025)
+    # Only stays change: every other outcome is as with the default.
+    default = gym.make("DistillGrid-v0", **kw).unwrapped.mdp
+    np.testing.assert_array_equal(env.unwrapped.mdp.transitions, default.transitions)
+    # The vector env builds the same model.
+    envs = gym.make_vec("DistillGrid-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        stay_reward=False, **kw)  # fmt: skip
+    np.testing.assert_allclose(envs.unwrapped.models.mdp(1).rewards, env.unwrapped.mdp.rewards)
+    with pytest.raises(ValueError, match="stay_reward must be True or False, got 'no'"):
+        gym.make("DistillGrid-v0", stay_reward="no")

@@ -154,3 +154,24 @@ def test_set_with_a_bad_key_gives_status_2(tmp_path, capsys):
     status = reproduce.main(["fig6", *TINY, "--out", str(tmp_path), "--set", "floor=1"])
     err = capsys.readouterr().err
     assert status == 2 and "unknown reading 'floor'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_stay_reward_none_sets_the_grid_environments_argument():
+    fig4, fig6 = get_experiment("fig4"), get_experiment("fig6")
+    none = apply_readings(fig4, Readings(stay_reward="none"))
+    assert all(p.teacher.env_kwargs["stay_reward"] is False for p in none.panels)
+    assert all("stay_reward" not in p.teacher.env_kwargs for p in fig4.panels)
+    assert apply_readings(fig6, Readings(stay_reward="none")) == fig6  # corridors: no grid
+
+
+def test_stay_reward_none_lifts_the_start_return_at_many_actions(tmp_path, capsys):
+    runs = {}
+    for name, extra in (("repeat", []), ("none", ["--set", "stay_reward=none"])):
+        out = tmp_path / name
+        argv = ["fig4", *TINY, "--panels", "A=40", "--out", str(out), *extra]
+        assert reproduce.main(argv) == 0
+        runs[name] = _rows(out / "fig4.csv")
+    key = ("A=40", "baseline", "return", 0)
+    # A near-uniform student over 40 actions mostly stays: on a -1 cell that costs under repeat.
+    assert runs["none"][key].mean > runs["repeat"][key].mean
+    capsys.readouterr()
