@@ -30,6 +30,11 @@ Fields
         (default: each panel's own; methods with a fixed critic keep theirs).
     ``lr``
         The students' learning rate. ``None`` (default): each figure's own (``0.1``).
+    ``noisy_value``
+        The value table ``V_pi`` of a noisy teacher (Figs. 5 and 8): ``clean_q`` (default: the
+        clean teacher's ``Q`` of the noisy action, e.g. 6.65 at the start state against a true
+        4.40 at 15% noise) or ``exact`` (the exact value of the noisy policy on the model,
+        :func:`distill_agents.teachers.exact_values`).
     ``stay_reward``
         What a grid step that leaves the agent in its cell pays (actions 4 and above, or a
         move blocked by a wall or the edge): ``repeat`` (default: the cell's reward again, so
@@ -97,6 +102,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "adversarial_value": (_choice("true", "own"), "true, own"),
     "critic": (_optional(_choice("mc", "td")), "mc, td, none"),
     "lr": (_optional(_positive_float), "a number > 0, or none"),
+    "noisy_value": (_choice("clean_q", "exact"), "clean_q, exact"),
     "stay_reward": (_choice("repeat", "none"), "repeat, none"),
 }
 
@@ -114,6 +120,7 @@ class Readings:
     adversarial_value: str = "true"
     critic: str | None = None
     lr: float | None = None
+    noisy_value: str = "clean_q"
     stay_reward: str = "repeat"
 
     def __post_init__(self) -> None:
@@ -186,8 +193,8 @@ def apply_readings(exp: Any, readings: Readings) -> Any:
     Changes the teacher kind of Figs. 4 and 10 (``fig4_teacher``), the teachers' temperature
     (not Fig. 3's: its panels are temperatures), every panel's critic, the learning rate and
     the grid environments' ``stay_reward``.
-    The readings applied elsewhere (``teacher_prob_floor``: the runner;
-    ``adversarial_value``: the teachers of a piece) leave ``exp`` unchanged.
+    The readings applied elsewhere (``teacher_prob_floor``: the runner; ``adversarial_value``
+    and ``noisy_value``: the teachers of a piece) leave ``exp`` unchanged.
     """
     panels = []
     for panel in exp.panels:

@@ -49,6 +49,8 @@ __all__ = [
     "TabularTeacher",
     "Teachers",
     "a2c_teachers",
+    "acting_indices",
+    "exact_values",
     "index_average",
     "noisy_teachers",
     "planned_teachers",
@@ -760,6 +762,38 @@ def planned_teachers(
         temperature=temperature,
         **meta,
     )
+
+
+def exact_values(teachers: Teachers, models: Any, gamma: float = 0.99) -> Teachers:
+    """``teachers`` with ``values`` replaced by the exact values of their own policies.
+
+    Per MDP: the index policy as a state policy, :func:`planning.policy_evaluation` with
+    ``gamma`` on the model, and the state values averaged per table index by
+    :func:`index_average` weighted by the policy's expected visits (exact with full
+    observations). A noisy teacher made by :func:`noisy_teachers` keeps the clean teacher's
+    ``Q`` of its noisy action as ``V``; this gives it the value of the policy it follows.
+
+    Args:
+        teachers: the teachers.
+        models: :class:`gridworld_env.vector.StackedModels` of their MDPs (an index vector env's
+            ``models``).
+        gamma: discount in [0, 1].
+    """
+    mdps = [models.mdp(i) for i in range(models.n_envs)]
+    index = np.asarray(models.state_to_index)
+    state_policy = planning.observation_policy_to_state_policy(
+        teachers.probs[:, : int(np.max(models.n_indices))], index
+    )
+    v_states = np.asarray(planning.policy_evaluation(mdps, state_policy, gamma))
+    try:
+        visits = planning.expected_visits(mdps, state_policy)
+    except ValueError:  # the policy never ends from some state: weigh aliased states equally
+        visits = np.zeros(state_policy.shape[:2])
+    n = int(np.max(models.n_indices))
+    values = np.zeros((teachers.n_mdps, teachers.n_index))
+    values[:, :n] = index_average(v_states, index, visits, n)
+    values[_padding_mask(teachers.n_indices, teachers.n_index)] = 0.0
+    return teachers.replace(values=values)
 
 
 def acting_indices(models: Any) -> NDArray[np.bool_]:

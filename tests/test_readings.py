@@ -175,3 +175,21 @@ def test_stay_reward_none_lifts_the_start_return_at_many_actions(tmp_path, capsy
     # A near-uniform student over 40 actions mostly stays: on a -1 cell that costs under repeat.
     assert runs["none"][key].mean > runs["repeat"][key].mean
     capsys.readouterr()
+
+
+def test_exact_noisy_value_changes_only_the_methods_that_read_v(tmp_path, capsys):
+    runs = {}
+    for name, extra in (("clean_q", []), ("exact", ["--set", "noisy_value=exact"])):
+        out = tmp_path / name
+        argv = ["fig5", *TINY, "--teacher-episodes", "50", "--panels", "q_learning/td_noise=0.25"]
+        assert reproduce.main([*argv, "--out", str(out), *extra]) == 0
+        runs[name] = _rows(out / "fig5.csv")
+    a, b = runs["clean_q"], runs["exact"]
+    assert a.keys() == b.keys()
+
+    def same(method):
+        return all(a[k] == b[k] for k in a if k[1] == method)
+
+    assert same("teacher") and same("on_policy_distill")  # they never read V_pi
+    assert not same("teacher_v_reward")
+    capsys.readouterr()

@@ -696,3 +696,28 @@ def test_subset_selects_mdps_and_keeps_everything_else():
     )
     with pytest.raises(ValueError, match="lo < hi"):
         teachers.subset(2, 2)
+
+
+def test_exact_values_are_the_values_of_the_teachers_own_policy():
+    from distill_agents.teachers import exact_values, noisy_teachers, planned_teachers
+
+    models = TeacherEnv(layout_base=5).make_vec(range(3)).models
+    optimal = planned_teachers(models, gamma=0.99)
+    # A greedy optimal teacher's values are V*: exact_values gives them back.
+    again = exact_values(optimal, models, gamma=0.99)
+    live = optimal.acting
+    np.testing.assert_allclose(again.values[live], optimal.values[live], rtol=1e-9, atol=1e-9)
+    # A noisy teacher keeps the clean Q of its noisy action; exact_values gives the value of
+    # the noisy policy itself, which policy_evaluation computes directly on the states.
+    noisy = noisy_teachers(optimal, 0.3, seed=0)
+    exact = exact_values(noisy, models, gamma=0.99)
+    mdps = [models.mdp(i) for i in range(3)]
+    policy = noisy.state_policies(models.state_to_index)
+    v = planning.policy_evaluation(mdps, policy, gamma=0.99)
+    index = models.state_to_index
+    for i in range(3):
+        has = (index[i] >= 0) & ~models.terminal[i]
+        np.testing.assert_allclose(exact.values[i, index[i][has]], v[i][has], rtol=1e-9, atol=1e-9)
+    assert np.all(exact.values[live] <= noisy.values[live] + 1e-9)  # Q* overrates the noisy policy
+    assert np.any(exact.values[live] < noisy.values[live] - 0.1)
+    np.testing.assert_array_equal(exact.probs, noisy.probs)
