@@ -30,6 +30,10 @@ Fields
         (default: each panel's own; methods with a fixed critic keep theirs).
     ``lr``
         The students' learning rate. ``None`` (default): each figure's own (``0.1``).
+    ``kl_metric``
+        What the KL columns report (Fig. 3's ``kl_*`` metrics): ``episode_sum``
+        (default: the expected sum over an episode of the control policy of the per-state KL)
+        or ``step_mean`` (that sum over the episode's expected length).
     ``noisy_value``
         The value table ``V_pi`` of a noisy teacher (Figs. 5 and 8): ``clean_q`` (default: the
         clean teacher's ``Q`` of the noisy action, e.g. 6.65 at the start state against a true
@@ -102,6 +106,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "adversarial_value": (_choice("true", "own"), "true, own"),
     "critic": (_optional(_choice("mc", "td")), "mc, td, none"),
     "lr": (_optional(_positive_float), "a number > 0, or none"),
+    "kl_metric": (_choice("episode_sum", "step_mean"), "episode_sum, step_mean"),
     "noisy_value": (_choice("clean_q", "exact"), "clean_q, exact"),
     "stay_reward": (_choice("repeat", "none"), "repeat, none"),
 }
@@ -120,6 +125,7 @@ class Readings:
     adversarial_value: str = "true"
     critic: str | None = None
     lr: float | None = None
+    kl_metric: str = "episode_sum"
     noisy_value: str = "clean_q"
     stay_reward: str = "repeat"
 
@@ -193,8 +199,9 @@ def apply_readings(exp: Any, readings: Readings) -> Any:
     Changes the teacher kind of Figs. 4 and 10 (``fig4_teacher``), the teachers' temperature
     (not Fig. 3's: its panels are temperatures), every panel's critic, the learning rate and
     the grid environments' ``stay_reward``.
-    The readings applied elsewhere (``teacher_prob_floor``: the runner; ``adversarial_value``
-    and ``noisy_value``: the teachers of a piece) leave ``exp`` unchanged.
+    The readings applied elsewhere (``teacher_prob_floor`` and ``kl_metric``: the runner;
+    ``adversarial_value`` and ``noisy_value``: the teachers of a piece) leave ``exp``
+    unchanged.
     """
     panels = []
     for panel in exp.panels:

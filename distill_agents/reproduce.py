@@ -813,6 +813,7 @@ def _run_kwargs(piece: _Piece, a: int, progress: Any, iterations: int) -> dict[s
         "loop": "compiled",
         "mc_episodes": piece.settings.mc_episodes,
         "teacher_prob_floor": piece.settings.readings.teacher_prob_floor,
+        "kl_metric": piece.settings.readings.kl_metric,
     }
 
 

@@ -122,6 +122,7 @@ __all__ = [
     "ACTION_COUNTS",
     "ACTION_METHODS",
     "CHUNK_BUDGET_BYTES",
+    "KL_METRICS",
     "METRICS",
     "STUDENT_STREAM",
     "PerMDPUniforms",
@@ -598,7 +599,9 @@ class _Evaluator:
         teacher_probs: NDArray[np.float64],
         metrics: Sequence[str],
         like: _Evaluator | None = None,
+        kl_per_step: bool = False,
     ) -> None:
+        self.kl_per_step = kl_per_step
         self.teacher_probs = np.ascontiguousarray(teacher_probs, dtype=np.float64)
         self.teacher_bulk = RK.common_values(self.teacher_probs)
         self.metrics = tuple(metrics)
@@ -756,6 +759,8 @@ class _Evaluator:
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         n = idx.size
         sel = np.arange(n) if sel is None else np.ascontiguousarray(sel, dtype=np.int64)
+        if self.kl_per_step and any(name.startswith("kl_") for name in self.metrics):
+            return self.students_planning(idx, _dense_rows(students, sel))
         values = np.full((n, 4), np.nan)
         status = np.zeros(n, dtype=np.int64)
         need = np.array([name in self.metrics for name in METRICS])
@@ -798,10 +803,14 @@ class _Evaluator:
                 kl = self._to_states(part, planning.policy_kl(self.teacher_probs[part], probs), 0.0)
                 if "kl_student" in self.metrics:
                     out["kl_student"][sl] = _weighted_sum(visits, kl)
+                    if self.kl_per_step:
+                        out["kl_student"][sl] /= visits.sum(axis=-1)
                 for name, key in (("kl_teacher", "teacher"), ("kl_uniform", "uniform")):
                     if name in self.metrics:
                         fixed = self.visits[key][part]
                         values = _weighted_sum(fixed, kl)
+                        if self.kl_per_step:
+                            values = values / fixed.sum(axis=-1)
                         values[np.isnan(fixed).any(axis=-1)] = np.nan
                         out[name][sl] = values
         return out
@@ -928,6 +937,7 @@ class _Run:
     progress: Callable[[int], None] | None
     compiled: bool = False
     mc_episodes: int | None = None
+    kl_per_step: bool = False
     step_calls: int = 0
     sub_env_steps: int = 0
     env_builds: int = 0
@@ -1080,7 +1090,9 @@ class _Chunk:
             like = built.evaluator if built is not None else None
             if self.evaluators:
                 like = self.evaluators[0]  # type: ignore[assignment]
-            evaluator = _Evaluator(models, probs, run.metrics, like=like)
+            evaluator = _Evaluator(
+                models, probs, run.metrics, like=like, kl_per_step=run.kl_per_step
+            )
             self.evaluators.append(evaluator)
             if built is not None and built.evaluator is None:
                 built.evaluator = evaluator
@@ -1293,6 +1305,7 @@ def run_distillation(
     loop: str = "vector",
     mc_episodes: int | None = None,
     eval_at: Sequence[int] = (),
+    kl_metric: str = "episode_sum",
 ) -> RunResult:
     """Train one student per MDP of ``teachers`` with one method, evaluating exactly.
 
@@ -1334,6 +1347,10 @@ def run_distillation(
         mc_episodes: ``None`` (default): exact metrics; ``n``: Monte Carlo estimates from
             ``n`` episodes per control policy and evaluation (:class:`_MonteCarlo`), for the
             teacher's return too.
+        kl_metric: ``"episode_sum"`` (default): a KL metric is the expected sum over an
+            episode of the control policy of the per-state KL; ``"step_mean"``: that sum over
+            the episode's expected length (the mean per step; exact metrics only, evaluated
+            through :mod:`distill_agents.planning`).
 
     Returns:
         :class:`RunResult`.
@@ -1436,6 +1453,7 @@ def _run_group(
     loop: str,
     mc_episodes: int | None,
     eval_at: Sequence[int],
+    kl_metric: str,
 ) -> list[RunResult]:
     """:func:`run_distillation` for a group of teachers of the same MDPs (checked by callers).
 
@@ -1457,6 +1475,10 @@ def _run_group(
         raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
     if mc_episodes is not None:
         mc_episodes = check_int("mc_episodes", mc_episodes, 1)
+    if kl_metric not in KL_METRICS:
+        raise ValueError(f"kl_metric must be one of {list(KL_METRICS)}, got {kl_metric!r}")
+    if kl_metric != "episode_sum" and mc_episodes is not None:
+        raise ValueError("kl_metric='step_mean' needs exact metrics (mc_episodes=None)")
     iterations = check_int("iterations", iterations, 0)
     eval_every = check_int("eval_every", eval_every, 1)
     seed = check_int("seed", seed, 0)
@@ -1521,7 +1543,7 @@ def _run_group(
         iterations=iterations, eval_index=eval_index, n_evals=int(points.size),
         beta_table=beta_table, metrics=metrics, floor=float(teacher_prob_floor),
         compact=bool(compact), progress=callback, compiled=loop == "compiled",
-        mc_episodes=mc_episodes,
+        mc_episodes=mc_episodes, kl_per_step=kl_metric == "step_mean",
     )  # fmt: skip
     n_group = len(group)
     student_metrics = [{name: np.empty((n_mdps, points.size)) for name in metrics} for _ in group]
@@ -1567,6 +1589,7 @@ def _run_group(
             "teacher_prob_floor": float(teacher_prob_floor),
             "metrics": list(metrics),
             "evaluation": "exact" if mc_episodes is None else f"monte_carlo:{mc_episodes}",
+            **({"kl_metric": kl_metric} if kl_metric != "episode_sum" else {}),
             "chunk_size": chunk_size,
             "max_episode_steps": max_episode_steps,
             "env_id": member.env_id,
@@ -1714,6 +1737,8 @@ def _peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+#: The two readings of the KL metrics (:func:`run_distillation`'s ``kl_metric``).
+KL_METRICS = ("episode_sum", "step_mean")
 #: The action counts of Fig. 4's panels (:func:`bench_actions`).
 ACTION_COUNTS = (4, 40, 400, 4000)
 #: Fig. 4's curves (:func:`bench_actions`).

@@ -193,3 +193,39 @@ def test_exact_noisy_value_changes_only_the_methods_that_read_v(tmp_path, capsys
     assert same("teacher") and same("on_policy_distill")  # they never read V_pi
     assert not same("teacher_v_reward")
     capsys.readouterr()
+
+
+def test_kl_step_mean_is_the_episode_sum_over_the_expected_length(grids_for_kl):
+    from distill_agents import runner
+
+    teachers, models = grids_for_kl
+    kw = {"iterations": 20, "eval_every": 10, "seed": 0, "metrics": runner.METRICS}
+    total = runner.run_distillation(teachers, "on_policy_distill", **kw)
+    mean = runner.run_distillation(teachers, "on_policy_distill", kl_metric="step_mean", **kw)
+    assert mean.settings["kl_metric"] == "step_mean" and "kl_metric" not in total.settings
+    # (Evaluated through planning: the compiled evaluator's values to rounding.)
+    np.testing.assert_allclose(mean.metrics["return"], total.metrics["return"], rtol=1e-9)
+    # Teacher-driven KL: the teacher's expected episode length is fixed, so the ratio is too.
+    from distill_agents import planning
+
+    mdps = [models.mdp(i) for i in range(teachers.n_mdps)]
+    policy = teachers.state_policies(models.state_to_index)
+    length = planning.expected_visits(mdps, policy).sum(axis=-1)
+    np.testing.assert_allclose(
+        mean.metrics["kl_teacher"] * length[:, None], total.metrics["kl_teacher"], rtol=1e-8
+    )
+    for name in ("kl_student", "kl_uniform"):
+        assert np.all(mean.metrics[name] <= total.metrics[name] + 1e-12)
+    with pytest.raises(ValueError, match="kl_metric must be one of"):
+        runner.run_distillation(teachers, "on_policy_distill", kl_metric="mean", **kw)
+    with pytest.raises(ValueError, match="needs exact metrics"):
+        runner.run_distillation(
+            teachers, "on_policy_distill", kl_metric="step_mean", mc_episodes=5, **kw
+        )
+
+
+@pytest.fixture(scope="module")
+def grids_for_kl():
+    from distill_agents import runner
+
+    return runner._grid_teachers(3, 0, {})
