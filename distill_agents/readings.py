@@ -34,6 +34,12 @@ Fields
         What the KL columns report (Fig. 3's ``kl_*`` metrics): ``episode_sum``
         (default: the expected sum over an episode of the control policy of the per-state KL)
         or ``step_mean`` (that sum over the episode's expected length).
+    ``noise``
+        How a noisy teacher (Figs. 5 and 8) is made from the clean one
+        (:func:`distill_agents.teachers.noisy_teachers`): ``fixed`` (default: a fixed wrong
+        action at the given share of acting table indices), ``path`` (the same share, only on
+        the clean teacher's path) or ``q_values`` (the greedy action of the Q-values plus
+        Gaussian noise scaled by the share).
     ``noisy_value``
         The value table ``V_pi`` of a noisy teacher (Figs. 5 and 8): ``clean_q`` (default: the
         clean teacher's ``Q`` of the noisy action, e.g. 6.65 at the start state against a true
@@ -107,6 +113,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "critic": (_optional(_choice("mc", "td")), "mc, td, none"),
     "lr": (_optional(_positive_float), "a number > 0, or none"),
     "kl_metric": (_choice("episode_sum", "step_mean"), "episode_sum, step_mean"),
+    "noise": (_choice("fixed", "path", "q_values"), "fixed, path, q_values"),
     "noisy_value": (_choice("clean_q", "exact"), "clean_q, exact"),
     "stay_reward": (_choice("repeat", "none"), "repeat, none"),
 }
@@ -126,6 +133,7 @@ class Readings:
     critic: str | None = None
     lr: float | None = None
     kl_metric: str = "episode_sum"
+    noise: str = "fixed"
     noisy_value: str = "clean_q"
     stay_reward: str = "repeat"
 
@@ -200,7 +208,7 @@ def apply_readings(exp: Any, readings: Readings) -> Any:
     (not Fig. 3's: its panels are temperatures), every panel's critic, the learning rate and
     the grid environments' ``stay_reward``.
     The readings applied elsewhere (``teacher_prob_floor`` and ``kl_metric``: the runner;
-    ``adversarial_value`` and ``noisy_value``: the teachers of a piece) leave ``exp``
+    ``adversarial_value``, ``noise`` and ``noisy_value``: the teachers of a piece) leave ``exp``
     unchanged.
     """
     panels = []

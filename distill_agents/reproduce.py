@@ -644,14 +644,21 @@ def _make_piece_teachers(piece: _Piece) -> Any:
             teachers = base
     else:
         teachers = _planned_teachers(piece)
+    readings = settings.readings
     if spec.noise > 0.0:
-        teachers = T.noisy_teachers(teachers, spec.noise, settings.seed, first_mdp=lo)
-    if spec.noise > 0.0 and settings.readings.noisy_value == "exact":
-        from distill_agents.teacher_training import TeacherEnv
+        models = None
+        if readings.noise == "path" or readings.noisy_value == "exact":
+            from distill_agents.teacher_training import TeacherEnv
 
-        env = TeacherEnv(spec.env_id, dict(spec.env_kwargs), layout_base=settings.seed)
-        teachers = T.exact_values(teachers, env.make_vec(list(range(lo, hi))).models)
-    if spec.kind == "adversarial" and settings.readings.adversarial_value == "own":
+            env = TeacherEnv(spec.env_id, dict(spec.env_kwargs), layout_base=settings.seed)
+            models = env.make_vec(list(range(lo, hi))).models
+        teachers = T.noisy_teachers(
+            teachers, spec.noise, settings.seed, first_mdp=lo, procedure=readings.noise,
+            models=models,
+        )  # fmt: skip
+        if readings.noisy_value == "exact":
+            teachers = T.exact_values(teachers, models)
+    if spec.kind == "adversarial" and readings.adversarial_value == "own":
         assert teachers.values is not None
         teachers = teachers.replace(values=-teachers.values)  # its own critic: minus V
     return teachers

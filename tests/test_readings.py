@@ -229,3 +229,20 @@ def grids_for_kl():
     from distill_agents import runner
 
     return runner._grid_teachers(3, 0, {})
+
+
+@pytest.mark.parametrize("noise", ["path", "q_values"])
+def test_noise_procedures_change_the_noisy_panels_only(tmp_path, capsys, noise):
+    runs = {}
+    panels = "q_learning/td,q_learning/td_noise=0.25"
+    for name, extra in (("fixed", []), (noise, ["--set", f"noise={noise}"])):
+        out = tmp_path / name
+        argv = ["fig5", *TINY, "--teacher-episodes", "50", "--panels", panels]
+        assert reproduce.main([*argv, "--out", str(out), *extra]) == 0
+        runs[name] = _rows(out / "fig5.csv")
+    a, b = runs["fixed"], runs[noise]
+    clean = [k for k in a if k[0] == "q_learning/td"]
+    noisy = [k for k in a if k[0] == "q_learning/td_noise=0.25"]
+    assert all(a[k] == b[k] for k in clean)
+    assert any(a[k] != b[k] for k in noisy if k[1] == "teacher")  # another teacher
+    capsys.readouterr()

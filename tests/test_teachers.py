@@ -721,3 +721,43 @@ def test_exact_values_are_the_values_of_the_teachers_own_policy():
     assert np.all(exact.values[live] <= noisy.values[live] + 1e-9)  # Q* overrates the noisy policy
     assert np.any(exact.values[live] < noisy.values[live] - 0.1)
     np.testing.assert_array_equal(exact.probs, noisy.probs)
+
+
+def test_noise_procedures_put_wrong_actions_where_they_say():
+    from distill_agents.teachers import noisy_teachers, planned_teachers
+
+    models = TeacherEnv(layout_base=6).make_vec(range(3)).models
+    clean = planned_teachers(models, gamma=0.99)
+    greedy = clean.probs.argmax(axis=-1)
+    fixed = noisy_teachers(clean, 0.3, seed=1)
+    np.testing.assert_array_equal(
+        noisy_teachers(clean, 0.3, seed=1, procedure="fixed").probs, fixed.probs
+    )
+    path = noisy_teachers(clean, 0.3, seed=1, procedure="path", models=models)
+    # The clean teacher's path: acting indices it visits at least half a time per episode.
+    mdps = [models.mdp(i) for i in range(3)]
+    visits = planning.expected_visits(mdps, clean.state_policies(models.state_to_index))
+    for i in range(3):
+        index = models.state_to_index[i]
+        on_path = np.zeros(clean.n_index, dtype=bool)
+        has = (index >= 0) & (visits[i] >= 0.5)
+        on_path[index[has]] = True
+        on_path &= clean.acting[i]
+        wrong = (path.probs[i].argmax(axis=-1) != greedy[i]) & clean.acting[i]
+        assert wrong.sum() == math.floor(0.3 * on_path.sum() + 0.5) > 0
+        assert not np.any(wrong & ~on_path)
+    # Q-value noise: none at scale 0, more wrong actions at a larger scale.
+    zero = noisy_teachers(clean, 0.0, seed=1, procedure="q_values")
+    np.testing.assert_array_equal(
+        zero.probs.argmax(-1)[clean.acting], clean.q_values.argmax(-1)[clean.acting]
+    )
+    few = noisy_teachers(clean, 0.05, seed=1, procedure="q_values")
+    many = noisy_teachers(clean, 0.9, seed=1, procedure="q_values")
+    n_wrong = [int(((t.probs.argmax(-1) != greedy) & clean.acting).sum()) for t in (few, many)]
+    assert 0 < n_wrong[0] < n_wrong[1]
+    with pytest.raises(ValueError, match="procedure must be one of"):
+        noisy_teachers(clean, 0.3, seed=1, procedure="random")
+    with pytest.raises(ValueError, match="procedure 'path' needs the MDPs' models"):
+        noisy_teachers(clean, 0.3, seed=1, procedure="path")
+    with pytest.raises(ValueError, match="procedure 'q_values' needs teachers with q_values"):
+        noisy_teachers(clean.replace(q_values=None), 0.3, seed=1, procedure="q_values")
