@@ -213,7 +213,7 @@ def distill(
     schedule = M.as_beta_schedule(beta)
     n_obs, n_actions = _check_spaces(env)
 
-    needs_teacher = spec.needs_teacher or code in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE)
+    needs_teacher = spec.needs_teacher or code in M.TEACHER_CONTROLS
     if teacher is None:
         if needs_teacher:
             raise ValueError(
@@ -230,7 +230,7 @@ def distill(
         floored_log(probs, teacher_prob_floor),
         values,
         np.ones(n_obs),
-        code in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE),
+        code in M.TEACHER_CONTROLS,
     )
     table = RK.student_table(n_obs, probs)
 

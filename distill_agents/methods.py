@@ -100,6 +100,8 @@ __all__ = [
     "CRITICS",
     "DISTILL_LOSSES",
     "METHOD_IDS",
+    "TEACHER_CONTROLS",
+    "TEACHER_EPSILON",
     "BetaSchedule",
     "MethodSpec",
     "as_beta_schedule",
@@ -151,6 +153,10 @@ N_CODES = 4
 CRITIC_NONE, CRITIC_MC, CRITIC_TD = 0, 1, 2
 BOOT_STUDENT, BOOT_TEACHER, BOOT_ZERO = 0, 1, 2
 CONTROL_TEACHER, CONTROL_STUDENT, CONTROL_UNIFORM, CONTROL_MIXTURE = 0, 1, 2, 3
+#: The epsilon-greedy teacher: a uniformly random action with probability
+#: :data:`TEACHER_EPSILON`, else the teacher's (Fig. 3's "0.1-greedy teacher").
+CONTROL_EPSILON_TEACHER = 4
+TEACHER_EPSILON = 0.1
 
 #: Control policies, by name, with their integer codes.
 CONTROLS: dict[str, int] = {
@@ -158,7 +164,10 @@ CONTROLS: dict[str, int] = {
     "student": CONTROL_STUDENT,
     "uniform": CONTROL_UNIFORM,
     "mixture": CONTROL_MIXTURE,
+    "epsilon_teacher": CONTROL_EPSILON_TEACHER,
 }
+#: Controls that draw from the teacher (its draw tables are needed).
+TEACHER_CONTROLS = (CONTROL_TEACHER, CONTROL_MIXTURE, CONTROL_EPSILON_TEACHER)
 #: Critic modes accepted by ``critic=`` (``None`` picks the method's default).
 CRITICS: dict[str, int] = {"none": CRITIC_NONE, "mc": CRITIC_MC, "td": CRITIC_TD}
 #: Per-state distillation losses: the default cross-entropy H_x(pi || pi_theta), or the

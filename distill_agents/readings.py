@@ -45,6 +45,11 @@ Fields
         clean teacher's ``Q`` of the noisy action, e.g. 6.65 at the start state against a true
         4.40 at 15% noise) or ``exact`` (the exact value of the noisy policy on the model,
         :func:`distill_agents.teachers.exact_values`).
+    ``teacher_control``
+        The control policy of teacher-driven curves (Fig. 3's teacher-driven column, Teacher
+        distill): ``greedy`` (default: the teacher itself) or ``epsilon`` (the 0.1-greedy
+        teacher of Fig. 3's title: a uniformly random action with probability 0.1, the
+        runner's ``control="epsilon_teacher"``).
     ``stay_reward``
         What a grid step that leaves the agent in its cell pays (actions 4 and above, or a
         move blocked by a wall or the edge): ``repeat`` (default: the cell's reward again, so
@@ -116,6 +121,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "noise": (_choice("fixed", "path", "q_values"), "fixed, path, q_values"),
     "noisy_value": (_choice("clean_q", "exact"), "clean_q, exact"),
     "stay_reward": (_choice("repeat", "none"), "repeat, none"),
+    "teacher_control": (_choice("greedy", "epsilon"), "greedy, epsilon"),
 }
 
 
@@ -136,6 +142,7 @@ class Readings:
     noise: str = "fixed"
     noisy_value: str = "clean_q"
     stay_reward: str = "repeat"
+    teacher_control: str = "greedy"
 
     def __post_init__(self) -> None:
         for name, (parse, accepted) in _PARSERS.items():
@@ -206,7 +213,7 @@ def apply_readings(exp: Any, readings: Readings) -> Any:
 
     Changes the teacher kind of Figs. 4 and 10 (``fig4_teacher``), the teachers' temperature
     (not Fig. 3's: its panels are temperatures), every panel's critic, the learning rate and
-    the grid environments' ``stay_reward``.
+    the grid environments' ``stay_reward`` and the control of teacher-driven curves.
     The readings applied elsewhere (``teacher_prob_floor`` and ``kl_metric``: the runner;
     ``adversarial_value``, ``noise`` and ``noisy_value``: the teachers of a piece) leave ``exp``
     unchanged.
@@ -222,6 +229,17 @@ def apply_readings(exp: Any, readings: Readings) -> Any:
         if readings.stay_reward == "none" and spec.env_id == "DistillGrid-v0":
             spec = dataclasses.replace(spec, env_kwargs={**spec.env_kwargs, "stay_reward": False})
         critic = panel.critic if readings.critic is None else readings.critic
-        panels.append(dataclasses.replace(panel, teacher=spec, critic=critic))
+        curves = panel.curves
+        if readings.teacher_control == "epsilon":
+            curves = tuple(_epsilon_teacher(curve) for curve in curves)
+        panels.append(dataclasses.replace(panel, teacher=spec, critic=critic, curves=curves))
     lr = exp.lr if readings.lr is None else readings.lr
     return dataclasses.replace(exp, panels=tuple(panels), lr=lr)
+
+
+def _epsilon_teacher(curve: Any) -> Any:
+    """``curve`` with the epsilon-greedy teacher as control where the teacher drives it."""
+    from distill_agents import methods as M
+
+    control = curve.control or M.parse_method(curve.method).default_control
+    return dataclasses.replace(curve, control="epsilon_teacher") if control == "teacher" else curve

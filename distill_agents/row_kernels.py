@@ -590,6 +590,12 @@ def draw_action(
     """
     if control == M.CONTROL_TEACHER:
         return draw_teacher(t, o, x)
+    if control == M.CONTROL_EPSILON_TEACHER:
+        eps = M.TEACHER_EPSILON
+        if x >= eps:
+            return draw_teacher(t, o, (x - eps) / (1.0 - eps))
+        n_actions = s.logits.shape[1]
+        return min(int(x / eps * n_actions), n_actions - 1)
     if control == M.CONTROL_UNIFORM:
         n_actions = s.logits.shape[1]
         return min(int(x * n_actions), n_actions - 1)

@@ -976,7 +976,7 @@ class _Chunk:
             floored_log(self.g_probs, run.floor),
             g_values,
             np.ones(g_values.shape),
-            run.control in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE),
+            run.control in M.TEACHER_CONTROLS,
         )
         n_explicit, explicit = RK.initial_explicit(self.g_probs)
         self.students = RK.StudentTable(
@@ -1685,7 +1685,7 @@ def _reference_run(
     control = M.control_code(spec.default_control)
     teacher = RK.teacher_table(
         probs, floored_log(probs), values.reshape(probs.shape[:3]), np.ones(probs.shape[:3]),
-        control in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE),
+        control in M.TEACHER_CONTROLS,
     )  # fmt: skip
     n_explicit, explicit = RK.initial_explicit(probs)
     students = RK.StudentTable(

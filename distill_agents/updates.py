@@ -138,8 +138,10 @@ def sample_control_action(
     """Draw one action of the control policy from one uniform ``u`` in [0, 1).
 
     Args:
-        control: ``CONTROL_TEACHER``, ``CONTROL_STUDENT``, ``CONTROL_UNIFORM`` or
-            ``CONTROL_MIXTURE`` (:mod:`distill_agents.methods`).
+        control: ``CONTROL_TEACHER``, ``CONTROL_STUDENT``, ``CONTROL_UNIFORM``,
+            ``CONTROL_MIXTURE`` or ``CONTROL_EPSILON_TEACHER`` (:mod:`distill_agents.methods`:
+            a uniform action when ``u < TEACHER_EPSILON``, else the teacher's with the rescaled
+            uniform).
         beta: mixture weight of the teacher (``CONTROL_MIXTURE`` only): the action is drawn
             from ``beta * pi + (1 - beta) * pi_theta``.
         teacher_probs_row: ``[A]`` teacher probabilities at the current observation.
@@ -155,6 +157,12 @@ def sample_control_action(
         return _sample_logits(student_logits_row, (u - beta) / (1.0 - beta))
     if control == M.CONTROL_TEACHER:
         return _sample_probs(teacher_probs_row, u)
+    if control == M.CONTROL_EPSILON_TEACHER:
+        eps = M.TEACHER_EPSILON
+        if u >= eps:
+            return _sample_probs(teacher_probs_row, (u - eps) / (1.0 - eps))
+        n = teacher_probs_row.shape[0]
+        return min(int(u / eps * n), n - 1)
     if control == M.CONTROL_STUDENT:
         return _sample_logits(student_logits_row, u)
     n = student_logits_row.shape[0]
@@ -187,6 +195,10 @@ def control_probs(
         return np.full(np.shape(student_probs), 1.0 / n)
     if code == M.CONTROL_MIXTURE:
         return beta * np.asarray(teacher_probs) + (1.0 - beta) * np.asarray(student_probs)
+    if code == M.CONTROL_EPSILON_TEACHER:
+        n = np.shape(teacher_probs)[-1]
+        eps = M.TEACHER_EPSILON
+        return (1.0 - eps) * np.asarray(teacher_probs, dtype=np.float64) + eps / n
     raise ValueError(f"control must be one of {list(M.CONTROLS)}, got {control!r}")
 
 

@@ -84,6 +84,7 @@ def test_cloning_copies_an_adversarial_teacher(chain):
     ("control", "beta"),
     [
         ("teacher", 0.5),
+        ("epsilon_teacher", 0.5),
         ("uniform", 0.5),
         ("mixture", 0.5),
         ("mixture", BetaSchedule("linear", start=1.0, end=0.0)),

@@ -246,3 +246,16 @@ def test_noise_procedures_change_the_noisy_panels_only(tmp_path, capsys, noise):
     assert all(a[k] == b[k] for k in clean)
     assert any(a[k] != b[k] for k in noisy if k[1] == "teacher")  # another teacher
     capsys.readouterr()
+
+
+def test_epsilon_teacher_control_drives_the_teacher_driven_curves():
+    fig3, fig10 = get_experiment("fig3"), get_experiment("fig10")
+    eps = apply_readings(fig3, Readings(teacher_control="epsilon"))
+    for old, new in zip(fig3.panels, eps.panels, strict=True):
+        for a, b in zip(old.curves, new.curves, strict=True):
+            assert b.control == ("epsilon_teacher" if a.control == "teacher" else a.control)
+            assert b.label == a.label
+    # Teacher distill drives with the teacher by default: it gets the epsilon teacher too.
+    distill = [c for p in apply_readings(fig10, Readings(teacher_control="epsilon")).panels
+               for c in p.curves if c.method == "teacher_distill"]  # fmt: skip
+    assert distill and {c.control for c in distill} == {"epsilon_teacher"}

@@ -37,7 +37,7 @@ def greedy_teacher(rng, n_obs, n_actions, extra_exception=True):
 
 
 def tables(probs, values, control):
-    with_draws = control in (M.CONTROL_TEACHER, M.CONTROL_MIXTURE)
+    with_draws = control in M.TEACHER_CONTROLS
     return RK.teacher_table(probs, floored_log(probs), values, np.ones(len(probs)), with_draws)
 
 

@@ -74,6 +74,7 @@ EXACT_CASES = [
     ("grid", {"observation": "partial", "view_size": 3}, "teacher_distill", {}),
     ("chain", {}, "expected_entropy_regularised", {"control": "uniform"}),
     ("chain", {}, "on_policy_distill+R+Vcond", {}),
+    ("grid", {}, "on_policy_distill", {"control": "epsilon_teacher"}),
 ]
 
 
@@ -211,6 +212,7 @@ COMPILED_CASES = [
     ("grid", {"observation": "partial", "view_size": 3}, "on_policy_distill+R+Vcond", {}),
     ("grid", {"n_actions": 40}, "entropy_regularised+R", {"control": "student"}),
     ("chain", {}, "teacher_v_reward", {"critic": "mc"}),
+    ("grid", {"n_actions": 40}, "expected_entropy_regularised", {"control": "epsilon_teacher"}),
 ]
 
 
