@@ -414,7 +414,8 @@ CASES: list[Case] = [
          "holds 'tabular_policy', expected 'teachers'",
          _cli("distill", "--method", "baseline", "--teacher", lambda f: str(f.policy))),
     Case("`distill-grid distill`", "`--control bogus`", "exit 2",
-         "control must be one of ['teacher', 'student', 'uniform', 'mixture'], got 'bogus'",
+         "control must be one of ['teacher', 'student', 'uniform', 'mixture', 'epsilon_teacher'], "
+         "got 'bogus'",
          _cli("distill", "--method", "baseline", "--teacher", lambda f: str(f.teachers),
               "--control", "bogus")),
     Case("`distill-grid distill`", "`--iterations -1`", "exit 2",
