@@ -564,6 +564,28 @@ def _write_json(path: Path, value: Any) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+def _result_specs(metrics: Sequence[str]) -> dict[str, Any]:
+    """The arrays of a piece or partial file (``eval_iterations`` only in pieces)."""
+    from distill_agents.storage import ArraySpec
+
+    specs = {"env_steps": ArraySpec("iu", 1)}
+    for name in metrics:
+        specs[f"student_{name}"] = ArraySpec("f", 2, finite=False)
+        specs[f"teacher_{name}"] = ArraySpec("f", 1, finite=False)
+    return specs
+
+
+def _result_shapes_ok(
+    arrays: Mapping[str, NDArray], metrics: Sequence[str], n_mdps: int, n_points: int
+) -> bool:
+    """Whether a piece's or partial's arrays hold ``n_mdps`` MDPs at ``n_points`` points."""
+    return arrays["env_steps"].shape == (n_mdps,) and all(
+        arrays[f"student_{m}"].shape == (n_mdps, n_points)
+        and arrays[f"teacher_{m}"].shape == (n_mdps,)
+        for m in metrics
+    )
+
+
 def _load_piece(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
     """A finished piece, or None if missing, unreadable or not the piece of ``key``."""
     from distill_agents.storage import ArraySpec, FileFormatError, load_arrays
@@ -571,21 +593,14 @@ def _load_piece(path: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     metrics = key["metrics"]
-    specs = {"env_steps": ArraySpec("iu", 1), "eval_iterations": ArraySpec("iu", 1)}
-    for name in metrics:
-        specs[f"student_{name}"] = ArraySpec("f", 2, finite=False)
-        specs[f"teacher_{name}"] = ArraySpec("f", 1, finite=False)
+    specs = {**_result_specs(metrics), "eval_iterations": ArraySpec("iu", 1)}
     try:
         arrays, meta = load_arrays(path, _PIECE_KIND, specs)
     except FileFormatError as err:
         print(f"distill-grid reproduce: note: recomputing a damaged piece ({err})", file=sys.stderr)
         return None
     b = int(key["hi"]) - int(key["lo"])
-    shapes_ok = arrays["env_steps"].shape == (b,) and all(
-        arrays[f"student_{m}"].shape == (b, arrays["eval_iterations"].size)
-        and arrays[f"teacher_{m}"].shape == (b,)
-        for m in metrics
-    )
+    shapes_ok = _result_shapes_ok(arrays, metrics, b, arrays["eval_iterations"].size)
     if meta.get("key") != json.loads(_canonical(key)) or not shapes_ok:
         print(
             f"distill-grid reproduce: note: recomputing {path.name} (it holds another piece)",
@@ -1097,9 +1112,9 @@ def _partial_files(piece: _Piece) -> list[Path]:
     return list(path.parent.glob(f"{path.stem}.part-*.npz")) if path.parent.is_dir() else []
 
 
-def _partial_path(piece: _Piece, span: _Span) -> Path:
+def _partial_path(piece: _Piece, a: int, b: int) -> Path:
     path = Path(piece.path)
-    return path.with_name(f"{path.stem}.part-{span.a}-{span.b}.npz")
+    return path.with_name(f"{path.stem}.part-{a}-{b}.npz")
 
 
 def _write_partial(piece: _Piece, span: _Span) -> None:
@@ -1111,20 +1126,17 @@ def _write_partial(piece: _Piece, span: _Span) -> None:
         "diverged": span.diverged,
         "stats": span.stats,
     }
-    save_arrays(_partial_path(piece, span), _PARTIAL_KIND, span.arrays, meta)
+    save_arrays(_partial_path(piece, span.a, span.b), _PARTIAL_KIND, span.arrays, meta)
 
 
 def _read_partial(piece: _Piece, a: int, b: int) -> _Span | None:
     """The partial file of MDPs ``a .. b - 1`` of a piece, or None if missing or not right."""
-    from distill_agents.storage import ArraySpec, FileFormatError, load_arrays
+    from distill_agents.storage import FileFormatError, load_arrays
 
-    path = _partial_path(piece, _Span(a, b, {}, [], {}))
-    specs = {"env_steps": ArraySpec("iu", 1)}
-    for name in piece.metrics:
-        specs[f"student_{name}"] = ArraySpec("f", 2, finite=False)
-        specs[f"teacher_{name}"] = ArraySpec("f", 1, finite=False)
     try:
-        arrays, meta = load_arrays(path, _PARTIAL_KIND, specs)
+        arrays, meta = load_arrays(
+            _partial_path(piece, a, b), _PARTIAL_KIND, _result_specs(piece.metrics)
+        )
     except (FileFormatError, OSError):
         return None
     n_points = eval_points_of(
@@ -1133,9 +1145,7 @@ def _read_partial(piece: _Piece, a: int, b: int) -> _Span | None:
     if (
         meta.get("key") != json.loads(_canonical(piece.key))
         or meta.get("span") != [a, b]
-        or arrays["env_steps"].shape != (b - a,)
-        or any(arrays[f"student_{m}"].shape != (b - a, n_points) for m in piece.metrics)
-        or any(arrays[f"teacher_{m}"].shape != (b - a,) for m in piece.metrics)
+        or not _result_shapes_ok(arrays, piece.metrics, b - a, n_points)
     ):
         return None
     stats = {name: float(meta["stats"].get(name, 0.0)) for name in _SPAN_STATS}

@@ -114,6 +114,7 @@ from distill_agents.results import CurveRow, curve_rows
 from distill_agents.teachers import Teachers
 from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log
 from gridworld_env.base import check_int
+from gridworld_env.registration import MAX_EPISODE_STEPS
 from gridworld_env.vector import chunk_size_for
 
 del gridworld_env  # imported to register the environment ids
@@ -317,6 +318,11 @@ class RunResult:
     def n_mdps(self) -> int:
         """Number of MDPs ``B``."""
         return int(self.mdp_indices.shape[0])
+
+    @property
+    def train_seconds(self) -> float:
+        """``wall_seconds`` less building, table setup and evaluation: the training itself."""
+        return self.wall_seconds - self.build_seconds - self.setup_seconds - self.eval_seconds
 
     def student(self, i: int) -> TabularPolicy:
         """MDP ``i``'s final student over its ``n_indices[i]`` table indices.
@@ -1798,9 +1804,7 @@ def bench_students(
         teachers, method, iterations=iterations, eval_every=iterations, seed=seed
     )
     runner_steps = int(result.env_steps.sum())
-    train_s = (
-        result.wall_seconds - result.build_seconds - result.eval_seconds - result.setup_seconds
-    )
+    train_s = result.train_seconds
     out.update(
         runner_seconds=result.wall_seconds,
         runner_env_steps=runner_steps,
@@ -1818,12 +1822,7 @@ def bench_students(
     compiled = run_distillation(
         teachers, method, iterations=iterations, eval_every=iterations, seed=seed, loop="compiled"
     )
-    compiled_train = (
-        compiled.wall_seconds
-        - compiled.build_seconds
-        - compiled.eval_seconds
-        - compiled.setup_seconds
-    )
+    compiled_train = compiled.train_seconds
     out.update(
         compiled_seconds=compiled.wall_seconds,
         compiled_train_seconds=compiled_train,
@@ -1859,7 +1858,7 @@ def bench_students(
     from distill_agents import yardsticks
 
     out["q_learning"] = yardsticks.q_learning_rate(
-        K.EnvTables._make((*tables, 1000)),
+        K.EnvTables._make((*tables, MAX_EPISODE_STEPS)),
         int(np.max(teachers.n_indices)),
         int(teachers.probs.shape[-1]),
         iterations,
@@ -1889,7 +1888,7 @@ def bench_actions(
     """The compiled loop's cost per env-step for every action count, on the same grids.
 
     ``n_mdps`` random 20x20 grids (layout seeds ``seed ..``) with ``n_actions`` set to each of
-    ``action_counts`` (the extra actions repeat the four moves: the same MDPs), optimal
+    ``action_counts`` (actions 4 and above leave the agent in place: the same layouts), optimal
     (planned) teachers, ``iterations`` episodes of each method with ``loop="compiled"``
     (evaluated at the start and the end only). Kernels are compiled on a tiny run first.
 
@@ -1910,12 +1909,7 @@ def bench_actions(
             kw: dict[str, Any] = {"eval_every": iterations, "seed": seed, "loop": "compiled"}
             run_distillation(teachers.subset(0, 1), method, iterations=2, **kw)  # compile
             result = run_distillation(teachers, method, iterations=iterations, **kw)
-            train = (
-                result.wall_seconds
-                - result.build_seconds
-                - result.eval_seconds
-                - result.setup_seconds
-            )
+            train = result.train_seconds
             steps = int(result.env_steps.sum())
             work = result.row_work
             rows.append(
