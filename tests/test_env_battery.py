@@ -11,6 +11,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from env_traces import rollout
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env
 
@@ -72,19 +73,6 @@ def test_sb3_check_env_has_no_warnings(env_id, kwargs):
             warnings.simplefilter("always")
             sb3_checker.check_env(env)
         assert [str(w.message) for w in caught] == []
-
-
-def rollout(env, seed, n_steps=400):
-    rng = np.random.default_rng(seed)
-    obs, info = env.reset(seed=seed)
-    trace = [(np.asarray(obs).tolist(), info["state"])]
-    for _ in range(n_steps):
-        obs, reward, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
-        trace.append((np.asarray(obs).tolist(), reward, terminated, truncated, info["state"]))
-        if terminated or truncated:
-            obs, info = env.reset()
-            trace.append((np.asarray(obs).tolist(), info["state"]))
-    return trace
 
 
 @pytest.mark.parametrize(("env_id", "kwargs"), CONFIGS, ids=CONFIG_IDS)

@@ -1,0 +1,32 @@
+"""Shared test helpers: traces of environments, and two copies stepped in lockstep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def rollout(env: Any, seed: int, n_steps: int = 400) -> list[Any]:
+    """``n_steps`` random actions from ``reset(seed=seed)``, resetting at episode ends: the
+    observations, rewards, flags and ``info["state"]`` in order."""
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    trace: list[Any] = [(np.asarray(obs).tolist(), info["state"])]
+    for _ in range(n_steps):
+        obs, reward, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+        trace.append((np.asarray(obs).tolist(), reward, terminated, truncated, info["state"]))
+        if terminated or truncated:
+            obs, info = env.reset()
+            trace.append((np.asarray(obs).tolist(), info["state"]))
+    return trace
+
+
+def assert_same_continuation(env: Any, copy: Any, actions: Sequence[int], reset_seed: int) -> None:
+    """Step ``env`` and ``copy`` with ``actions``: every step and reset must be equal."""
+    for action in actions:
+        a, b = env.step(action), copy.step(action)
+        assert a == b
+        if a[2] or a[3]:
+            assert env.reset(seed=reset_seed) == copy.reset(seed=reset_seed)
