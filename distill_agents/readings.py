@@ -22,9 +22,10 @@ Fields
         figure's own (greedy, ``0``, everywhere but Fig. 3).
     ``adversarial_value``
         The value table ``V_pi`` that the methods read from the adversarial corridor teacher of
-        Figs. 6 and 9: ``true`` (default: the true value of its policy under the task's reward)
-        or ``own`` (its own critic: the value of the objective it optimises, the negated
-        reward, i.e. minus the true value).
+        Figs. 6 and 9: ``own`` (default: its own critic, the value of the objective it
+        optimises, the negated reward, i.e. minus the true value of its policy; the paper's
+        ``V_pi`` is the teacher's own value estimate, as for Fig. 8's A2C teacher and its
+        critic) or ``true`` (the true value of its policy under the task's reward).
     ``critic``
         The critic of the methods that learn one: ``mc`` or ``td`` for every panel, or ``None``
         (default: each panel's own; methods with a fixed critic keep theirs).
@@ -114,7 +115,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "teacher_prob_floor": (_floor, "a number in (0, 1)"),
     "fig4_teacher": (_choice("optimal", "q_learning"), "optimal, q_learning"),
     "temperature": (_temperature, "a number >= 0, or none"),
-    "adversarial_value": (_choice("true", "own"), "true, own"),
+    "adversarial_value": (_choice("own", "true"), "own, true"),
     "critic": (_optional(_choice("mc", "td")), "mc, td, none"),
     "lr": (_optional(_positive_float), "a number > 0, or none"),
     "kl_metric": (_choice("episode_sum", "step_mean"), "episode_sum, step_mean"),
@@ -135,7 +136,7 @@ class Readings:
     teacher_prob_floor: float = TEACHER_PROB_FLOOR
     fig4_teacher: str = "optimal"
     temperature: float | None = None
-    adversarial_value: str = "true"
+    adversarial_value: str = "own"
     critic: str | None = None
     lr: float | None = None
     kl_metric: str = "episode_sum"

@@ -173,6 +173,8 @@ def corridor(args: Args, figure: str, lengths: list[int]) -> list[CurveRow]:
         for kind in ("optimal", "adversarial"):
             teachers = make_teachers(kind, "DistillChain-v0", {"length": length}, args.mdps,
                                      seed=args.seed).teachers  # fmt: skip
+            if kind == "adversarial":  # the methods read its own critic: minus the true value
+                teachers = teachers.replace(values=-teachers.values)
             methods = [(m, m, None) for m in CORRIDOR_METHODS]
             rows += curves(teachers, figure, f"length={length}/{kind}", methods, args, "td")
     return rows

@@ -40,7 +40,7 @@ def test_ablation_readings_are_the_base_then_one_change_each():
         ([], "--set: give at least one KEY=V1,V2"),
         (["critic"], "--set: expected KEY=V1,V2,..., got 'critic'"),
         (["critic=mc,xx"], "--set critic: must be mc, td, none, got 'xx'"),
-        (["adversarial_value=true"], "--set adversarial_value=true: that is the base reading"),
+        (["adversarial_value=own"], "--set adversarial_value=own: that is the base reading"),
     ],
 )
 def test_bad_ablations_give_one_line(items, message):

@@ -25,7 +25,7 @@ def test_defaults_change_nothing():
     assert Readings.parse([]) == readings
     assert READING_NAMES[0] == "teacher_prob_floor" and "adversarial_value" in READING_NAMES
     # The default values, set explicitly, are the defaults.
-    assert Readings.parse(["teacher_prob_floor=1e-8", "adversarial_value=true"]) == readings
+    assert Readings.parse(["teacher_prob_floor=1e-8", "adversarial_value=own"]) == readings
 
 
 def test_parse_applies_items_in_order_and_records_the_changes():
@@ -43,7 +43,7 @@ def test_parse_applies_items_in_order_and_records_the_changes():
         (["teacher_prob_floor"], "--set: expected KEY=VALUE, got 'teacher_prob_floor'"),
         (["teacher_prob_floor=2"], "--set teacher_prob_floor: must be a number in (0, 1), got '2'"),
         (["fig4_teacher=random"], "--set fig4_teacher: must be optimal, q_learning, got 'random'"),
-        (["adversarial_value=x"], "--set adversarial_value: must be true, own, got 'x'"),
+        (["adversarial_value=x"], "--set adversarial_value: must be own, true, got 'x'"),
         (["critic=tdd"], "--set critic: must be mc, td, none, got 'tdd'"),
         (["lr=-1"], "--set lr: must be a number > 0, or none, got '-1'"),
         (["temperature=nan"], "--set temperature: must be a number >= 0, or none, got 'nan'"),
@@ -81,33 +81,32 @@ def test_default_readings_keep_the_piece_keys():
     settings = reproduce.figure_settings("fig6", mdps=2, iterations=10)
     assert "readings" not in settings.manifest()
     changed = reproduce.figure_settings(
-        "fig6", mdps=2, iterations=10, readings=Readings(adversarial_value="own")
+        "fig6", mdps=2, iterations=10, readings=Readings(adversarial_value="true")
     )
-    assert changed.manifest()["readings"] == {"adversarial_value": "own"}
+    assert changed.manifest()["readings"] == {"adversarial_value": "true"}
     exp = get_experiment("fig6")
     panel = exp.panels[0]
     key = reproduce._piece_key(exp, panel, panel.curves[0], settings, 0, 2)
     other = reproduce._piece_key(exp, panel, panel.curves[0], changed, 0, 2)
-    assert "readings" not in key and other == {**key, "readings": {"adversarial_value": "own"}}
+    assert "readings" not in key and other == {**key, "readings": {"adversarial_value": "true"}}
 
 
-def test_own_adversarial_value_negates_the_value_table_the_methods_read(tmp_path, capsys):
-    base = tmp_path / "true"
+def test_true_adversarial_value_changes_the_methods_that_read_the_value_table(tmp_path, capsys):
     own = tmp_path / "own"
+    true = tmp_path / "true"
     panel = ["--panels", "length=11/adversarial"]
-    assert reproduce.main(["fig6", *TINY, *panel, "--out", str(base)]) == 0
-    assert (
-        reproduce.main(["fig6", *TINY, *panel, "--out", str(own), "--set", "adversarial_value=own"])
-        == 0
-    )
-    summary = json.loads(own.joinpath("fig6.json").read_text())
-    assert summary["settings"]["readings"] == {"adversarial_value": "own"}
-    a, b = _rows(base / "fig6.csv"), _rows(own / "fig6.csv")
+    assert reproduce.main(["fig6", *TINY, *panel, "--out", str(own)]) == 0
+    argv = ["fig6", *TINY, *panel, "--out", str(true), "--set", "adversarial_value=true"]
+    assert reproduce.main(argv) == 0
+    summary = json.loads(true.joinpath("fig6.json").read_text())
+    assert summary["settings"]["readings"] == {"adversarial_value": "true"}
+    a, b = _rows(own / "fig6.csv"), _rows(true / "fig6.csv")
     assert a.keys() == b.keys()
     methods = {k[1] for k in a}
     same = {m for m in methods if all(a[k] == b[k] for k in a if k[1] == m)}
     # Methods that read V_pi learn otherwise; the teacher's own rows do not change.
     assert "teacher" in same and "teacher_v_reward" not in same
+    assert {"baseline", "on_policy_distill"} <= same
     capsys.readouterr()
 
 
@@ -116,7 +115,7 @@ def test_own_adversarial_value_in_the_piece_teachers():
     panel = next(p for p in exp.panels if p.teacher.kind == "adversarial")
     optimal = next(p for p in exp.panels if p.teacher.kind == "optimal")
     pieces = {}
-    for name, readings in (("true", Readings()), ("own", Readings(adversarial_value="own"))):
+    for name, readings in (("own", Readings()), ("true", Readings(adversarial_value="true"))):
         settings = reproduce.figure_settings("fig6", mdps=2, iterations=10, readings=readings)
         for p in (panel, optimal):
             pieces[name, p.teacher.kind] = reproduce._make_piece_teachers(
