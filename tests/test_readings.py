@@ -225,9 +225,19 @@ def test_kl_step_mean_is_the_episode_sum_over_the_expected_length(grids_for_kl):
 
 @pytest.fixture(scope="module")
 def grids_for_kl():
-    from distill_agents import runner
+    import gymnasium as gym
 
-    return runner._grid_teachers(3, 0, {})
+    from distill_agents.teachers import planned_teachers
+
+    envs = gym.make_vec(
+        "DistillGrid-v0", num_envs=3, vectorization_mode="vector_entry_point",
+        observation="index", layout_seed=0,
+    )  # fmt: skip
+    models = envs.models
+    teachers = planned_teachers(
+        models, env_id="DistillGrid-v0", env_kwargs={}, layout_seeds=np.arange(3)
+    )
+    return teachers, models
 
 
 @pytest.mark.parametrize("noise", ["path", "q_values"])
