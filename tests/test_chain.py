@@ -8,8 +8,8 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from env_traces import assert_same_continuation
 from gymnasium.utils.env_checker import check_env
+from helpers import assert_same_continuation, rollout
 
 import gridworld_env  # noqa: F401  (registers the ids)
 from gridworld_env.chain import DistillChainEnv, chain_mdp, chain_observation_table
@@ -130,19 +130,6 @@ def test_check_env_has_no_warnings(kwargs):
         warnings.simplefilter("always")
         check_env(env.unwrapped)
     assert [str(w.message) for w in caught] == []
-
-
-def rollout(env, seed, n_steps=300):
-    rng = np.random.default_rng(seed)
-    obs, info = env.reset(seed=seed)
-    trace = [(obs, info["state"])]
-    for _ in range(n_steps):
-        obs, reward, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
-        trace.append((obs, reward, terminated, truncated, info["state"]))
-        if terminated or truncated:
-            obs, info = env.reset()
-            trace.append((obs, info["state"]))
-    return trace
 
 
 def test_same_seed_same_rollout():

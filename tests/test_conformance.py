@@ -20,9 +20,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from env_traces import assert_same_continuation, rollout
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from helpers import assert_same_continuation, rollout
 
 import gridworld_env
 from gridworld_env import TableIndexWrapper

@@ -11,9 +11,9 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from env_traces import rollout
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env
+from helpers import rollout
 
 import gridworld_env
 

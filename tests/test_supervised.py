@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from helpers import numerical_gradient, softmax
 
 import gridworld_env  # noqa: F401 -- registers the environments
 from distill_agents import multitask_distill, supervised_distill
@@ -27,21 +28,6 @@ from distill_agents.supervised import (
     teacher_targets,
 )
 from gridworld_env import TableIndexWrapper
-
-
-def softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def numerical_gradient(fn, z, h=1e-6):
-    grad = np.zeros_like(z)
-    for i in np.ndindex(z.shape):
-        plus, minus = z.copy(), z.copy()
-        plus[i] += h
-        minus[i] -= h
-        grad[i] = (fn(plus).sum() - fn(minus).sum()) / (2 * h)
-    return grad
 
 
 @pytest.fixture

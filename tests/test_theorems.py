@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import numerical_gradient, softmax
 
 from distill_agents.planning import policy_evaluation
 from distill_agents.updates import (
@@ -57,11 +58,6 @@ def setting():
     teacher[4] = [1.0, 0.0, 0.0]  # a greedy row exercises the log floor
     theta = rng.normal(scale=0.7, size=(N_OBS, N_ACTIONS))
     return mdp, teacher, theta
-
-
-def softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def state_policy(probs, index):
@@ -118,16 +114,6 @@ def table1_loss(method, mdp, teacher, theta):
     raise AssertionError(method)
 
 
-def numerical_gradient(fn, theta, h=1e-5):
-    grad = np.zeros_like(theta)
-    for i in np.ndindex(theta.shape):
-        plus, minus = theta.copy(), theta.copy()
-        plus[i] += h
-        minus[i] -= h
-        grad[i] = (fn(plus) - fn(minus)) / (2 * h)
-    return grad
-
-
 def update_field(method, mdp, teacher, theta, **kwargs):
     kwargs.setdefault("teacher_values", np.linspace(-1.0, 1.0, N_OBS))
     return expected_update(
@@ -153,7 +139,7 @@ GRADIENT_METHODS = [
 def test_expected_update_is_gradient_of_table1_loss(method, setting):
     mdp, teacher, theta = setting
     field = update_field(method, mdp, teacher, theta)
-    grad = numerical_gradient(lambda th: table1_loss(method, mdp, teacher, th), theta)
+    grad = numerical_gradient(lambda th: table1_loss(method, mdp, teacher, th), theta, h=1e-5)
     assert np.abs(grad).max() > 1e-3  # the check is not vacuous
     np.testing.assert_allclose(field, grad, atol=2e-7, rtol=1e-6)
 
@@ -161,7 +147,7 @@ def test_expected_update_is_gradient_of_table1_loss(method, setting):
 def test_on_policy_distill_is_not_the_gradient_of_the_n_distill_loss(setting):
     mdp, teacher, theta = setting
     field = update_field("on_policy_distill", mdp, teacher, theta)
-    grad = numerical_gradient(lambda th: table1_loss("n_distill", mdp, teacher, th), theta)
+    grad = numerical_gradient(lambda th: table1_loss("n_distill", mdp, teacher, th), theta, h=1e-5)
     assert np.abs(field - grad).max() > 1e-2
 
 

@@ -7,6 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
+from helpers import numerical_gradient, softmax
 
 from distill_agents import methods as M
 from distill_agents import row_kernels as RK
@@ -18,21 +19,6 @@ from distill_agents.updates import (
     floored_log,
     sample_control_action,
 )
-
-
-def softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def numerical_gradient(fn, x, h=1e-6):
-    grad = np.zeros_like(x)
-    for i in range(x.size):
-        plus, minus = x.copy(), x.copy()
-        plus[i] += h
-        minus[i] -= h
-        grad[i] = (fn(plus) - fn(minus)) / (2 * h)
-    return grad
 
 
 def one_step_update(method, theta_row, teacher_row, action=0, reward=0.0, **kwargs):

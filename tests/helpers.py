@@ -1,4 +1,10 @@
-"""Shared test helpers: traces of environments, and two copies stepped in lockstep."""
+"""Helpers shared by several test modules (importable as ``helpers``: see conftest.py).
+
+- :func:`softmax` and :func:`numerical_gradient`: the reference arithmetic the update and
+  theorem tests compare the package's analytic gradients with;
+- :func:`rollout` and :func:`assert_same_continuation`: traces of environments, and two copies
+  stepped in lockstep.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+
+def softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Softmax over the last axis (max-shifted)."""
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def numerical_gradient(fn: Any, x: NDArray[np.float64], h: float = 1e-6) -> NDArray[np.float64]:
+    """Central differences of ``sum(fn(x))`` in every entry of ``x`` (step ``h``)."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        plus, minus = x.copy(), x.copy()
+        plus[i] += h
+        minus[i] -= h
+        grad[i] = (np.sum(fn(plus)) - np.sum(fn(minus))) / (2 * h)
+    return grad
 
 
 def rollout(env: Any, seed: int, n_steps: int = 400) -> list[Any]:
