@@ -181,7 +181,7 @@ if __name__ == "__main__":
     pids = []
     for init, args in (
         (reproduce._init_worker, (ctx.Queue(), 1)),
-        (teacher_training._init_worker, (ctx.Value("q", 0),)),
+        (teacher_training.init_worker, (ctx.Value("q", 0),)),
     ):
         pool = cf.ProcessPoolExecutor(2, mp_context=ctx, initializer=init, initargs=args)
         list(pool.map(time.sleep, [0.5, 0.5]))  # both workers started

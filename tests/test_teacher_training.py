@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gridworld_env  # noqa: F401  (registers the ids)
-from distill_agents import _teacher_kernels as kernels
+from distill_agents.teachers import kernels
 
 
 def _grid_vec(n_envs: int, **kwargs):

@@ -8,19 +8,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from distill_agents import _teacher_kernels as kernels
 from distill_agents import planning
-from distill_agents import teacher_training as training
 from distill_agents.storage import FileFormatError, save_arrays
 from distill_agents.teacher_training import TeacherEnv, make_teachers, train_a2c, train_q_learning
 from distill_agents.teachers import (
     TabularTeacher,
     Teachers,
+    build,
     index_average,
+    kernels,
+    make,
     noisy_teachers,
     planned_teachers,
     policy_values,
     q_learning_teachers,
+    training,
 )
 
 CORRIDOR = ["#####", "S..-G", "#####"]  # deterministic with noise = absorb_prob = 0
@@ -196,7 +198,7 @@ def test_epsilon_greedy_frequencies_with_random_uniforms():
 def test_a2c_teacher_beats_the_uniform_policy_by_far(variant):
     env = TeacherEnv("DistillGrid-v0", {"layout": SMALL, "noise": 0.1})
     result = train_a2c(env, 2, episodes=1500, variant=variant, seed=0)
-    teachers = training.a2c_teachers(result.logits, result.values, result.n_indices)
+    teachers = build.a2c_teachers(result.logits, result.values, result.n_indices)
     models = result.models
     mdps = [models.mdp(i) for i in range(2)]
     returns = planning.expected_return(mdps, teachers.state_policies(models.state_to_index))
@@ -211,7 +213,7 @@ def test_a2c_teacher_beats_the_uniform_policy_by_far(variant):
 def test_a2c_critic_tracks_the_actor_value():
     env = TeacherEnv("DistillGrid-v0", {"layout": SMALL, "noise": 0.0, "absorb_prob": 0.0})
     result = train_a2c(env, 1, episodes=1500, variant="td", seed=2)
-    teachers = training.a2c_teachers(result.logits, result.values, result.n_indices)
+    teachers = build.a2c_teachers(result.logits, result.values, result.n_indices)
     models = result.models
     policy = teachers.state_policy(0, models.state_to_index[0])
     v_pi = planning.policy_evaluation(models.mdp(0), policy, gamma=0.99)
@@ -648,9 +650,9 @@ def test_a2c_kernel_matches_the_slow_reference(mc, terminated):
 
 def test_exact_returns_in_small_batches_match_one_batch(monkeypatch):
     run = make_teachers("optimal", n_mdps=3, seed=2)
-    monkeypatch.setattr(training, "EVAL_BUDGET_BYTES", 1.0)  # one MDP per batch
+    monkeypatch.setattr(make, "EVAL_BUDGET_BYTES", 1.0)  # one MDP per batch
     models = TeacherEnv(layout_base=2).make_vec(range(3)).models
-    teacher, optimal, uniform = training._exact_returns(models, run.teachers)
+    teacher, optimal, uniform = make._exact_returns(models, run.teachers)
     np.testing.assert_array_equal(teacher, run.teacher_return)
     np.testing.assert_array_equal(optimal, run.optimal_return)
     np.testing.assert_array_equal(uniform, run.uniform_return)
@@ -661,12 +663,12 @@ def test_undiscounted_optimum_by_policy_iteration_equals_value_iteration():
         models = env.make_vec(range(3)).models
         best, _ = planning.value_iteration([models.mdp(i) for i in range(3)], gamma=1.0)
         expected = np.einsum("bs,bs->b", models.initial, best)
-        np.testing.assert_allclose(training._undiscounted_optimum(models, 0, 3), expected,
+        np.testing.assert_allclose(make._undiscounted_optimum(models, 0, 3), expected,
                                    atol=1e-8)  # fmt: skip
     no_exit = ["###", "S..", "###"]  # no terminal cell and no absorption: no policy ends
     stuck = TeacherEnv("DistillGrid-v0", {"layout": no_exit, "absorb_prob": 0.0})
     with pytest.raises(ValueError):
-        training._undiscounted_optimum(stuck.make_vec([0]).models, 0, 1)
+        make._undiscounted_optimum(stuck.make_vec([0]).models, 0, 1)
 
 
 def test_worker_processes_give_the_same_teachers():

@@ -1,6 +1,6 @@
 """Compiled (numba) agent-side kernels of the batched teacher trainers.
 
-The trainers in :mod:`distill_agents.teacher_training` step native vector envs
+The trainers in :mod:`distill_agents.teachers.training` step native vector envs
 (:mod:`gridworld_env.vector`) through their public ``reset``/``step`` API. After every ``step``
 one call of an *agent kernel* here learns from the ``B`` transitions just returned and picks
 the ``B`` next actions.
@@ -27,7 +27,7 @@ actors (acting, or about to start an episode) and the number of transitions lear
 
 The module also holds :func:`q_learning_reference`, a plain compiled Q-learning loop with the
 dynamics inlined (the performance reference of
-:func:`~distill_agents.teacher_training.bench_q_learning`).
+:func:`~distill_agents.teachers.bench.bench_q_learning`).
 """
 
 from __future__ import annotations
