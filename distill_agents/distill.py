@@ -27,6 +27,7 @@ from distill_agents import methods as M
 from distill_agents import row_kernels as RK
 from distill_agents.policy import TabularPolicy
 from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log
+from gridworld_env.base import check_int
 
 __all__ = ["distill", "seed_streams", "teacher_tables"]
 
@@ -39,14 +40,17 @@ def seed_streams(seed: int | None) -> tuple[int | None, np.random.Generator]:
     Returns:
         ``(env_seed, action_rng)``; ``env_seed`` is ``None`` when ``seed`` is ``None``.
     """
-    env_seed, action_rng, _ = _streams(seed)
+    env_seed, action_rng, _ = student_streams(seed)
     return env_seed, action_rng
 
 
-def _streams(
+def student_streams(
     seed: int | None,
 ) -> tuple[int | None, np.random.Generator, np.random.Generator]:
-    """Environment seed, action generator and the student's own ``predict`` generator."""
+    """Environment seed, action generator and the student's own ``predict`` generator.
+
+    The first two are :func:`seed_streams`' (three children of ``SeedSequence(seed)``).
+    """
     env_seq, action_seq, policy_seq = np.random.SeedSequence(seed).spawn(3)
     env_seed = None if seed is None else int(env_seq.generate_state(1, dtype=np.uint32)[0])
     return env_seed, np.random.default_rng(action_seq), np.random.default_rng(policy_seq)
@@ -127,7 +131,8 @@ def teacher_tables(
     return probs, values
 
 
-def _check_spaces(env: gym.Env) -> tuple[int, int]:
+def check_spaces(env: gym.Env) -> tuple[int, int]:
+    """``(n_obs, n_actions)`` of an env with ``Discrete`` spaces from 0, else a ValueError."""
     obs_space, act_space = env.observation_space, env.action_space
     if not isinstance(obs_space, spaces.Discrete):
         raise ValueError(
@@ -139,12 +144,6 @@ def _check_spaces(env: gym.Env) -> tuple[int, int]:
     if int(obs_space.start) != 0 or int(act_space.start) != 0:
         raise ValueError("distill needs Discrete spaces that start at 0")
     return int(obs_space.n), int(act_space.n)
-
-
-def _positive_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def distill(
@@ -203,15 +202,15 @@ def distill(
     code = M.control_code(control_name)
     mode = spec.critic_mode(critic)
     coef, codes = spec.params(mode, distill_loss)
-    iterations = _positive_int("iterations", iterations, 0)
+    iterations = check_int("iterations", iterations, 0)
     if max_episode_steps is not None:
-        max_episode_steps = _positive_int("max_episode_steps", max_episode_steps, 1)
+        max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
     if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if not (isinstance(gamma, (int, float)) and 0.0 <= gamma <= 1.0):
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
     schedule = M.as_beta_schedule(beta)
-    n_obs, n_actions = _check_spaces(env)
+    n_obs, n_actions = check_spaces(env)
 
     needs_teacher = spec.needs_teacher or code in M.TEACHER_CONTROLS
     if teacher is None:
@@ -234,7 +233,7 @@ def distill(
     )
     table = RK.student_table(n_obs, probs)
 
-    env_seed, rng, policy_rng = _streams(seed)
+    env_seed, rng, policy_rng = student_streams(seed)
     student = TabularPolicy(np.zeros((n_obs, n_actions)), seed=policy_rng)
     critic_values = np.zeros(n_obs)
     if mode != "none":
@@ -246,7 +245,7 @@ def distill(
         b = M.beta_at(schedule, iteration, iterations) if code == M.CONTROL_MIXTURE else 0.0
         first = iteration == 0
         obs, _ = env.reset(seed=env_seed if first else None)
-        o = _obs_index(obs, n_obs)
+        o = obs_index(obs, n_obs)
         obs_list = [o]
         actions: list[int] = []
         rewards: list[float] = []
@@ -254,7 +253,7 @@ def distill(
         while True:
             a = RK.draw_action(code, b, rows, table, o, work, 0, rng.random(), False)
             obs, reward, terminated, truncated, _ = env.step(a)
-            o = _obs_index(obs, n_obs)
+            o = obs_index(obs, n_obs)
             obs_list.append(o)
             actions.append(a)
             rewards.append(float(reward))
@@ -280,7 +279,8 @@ def distill(
     return student
 
 
-def _obs_index(obs: Any, n_obs: int) -> int:
+def obs_index(obs: Any, n_obs: int) -> int:
+    """An observation as a table index in ``[0, n_obs)``, else a ValueError."""
     try:
         index = int(obs)
     except (TypeError, ValueError):

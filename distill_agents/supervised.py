@@ -47,9 +47,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from distill_agents import methods as M
-from distill_agents.distill import _check_spaces, _obs_index, _positive_int, _streams
+from distill_agents.distill import check_spaces, obs_index, student_streams
 from distill_agents.policy import TabularPolicy
 from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log, sample_control_action
+from gridworld_env.base import check_int
 
 __all__ = [
     "LOSSES",
@@ -216,7 +217,7 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = _positive_int("buffer_capacity", capacity, 1)
+        self.capacity = check_int("buffer_capacity", capacity, 1)
         self._data = np.zeros(self.capacity, dtype=np.int64)
         self._next = 0
         self._size = 0
@@ -294,14 +295,14 @@ def _rollout(
 ) -> list[int]:
     """Observations visited by one episode of the control policy (the final one excluded)."""
     obs, _ = env.reset(seed=seed)
-    o = _obs_index(obs, n_obs)
+    o = obs_index(obs, n_obs)
     visited = [o]
     while True:
         a = sample_control_action(control, 0.0, probs[o], logits[o], rng.random())
         obs, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated or (max_steps is not None and len(visited) >= max_steps):
             return visited
-        o = _obs_index(obs, n_obs)
+        o = obs_index(obs, n_obs)
         visited.append(o)
 
 
@@ -373,12 +374,12 @@ def supervised_distill(
         ValueError: bad arguments; ``"mse"`` with a teacher without ``q_values``.
     """
     _check_common(loss, source, collect, tau, lr)
-    iterations = _positive_int("iterations", iterations, 0)
-    batch_size = _positive_int("batch_size", batch_size, 1)
-    n_obs, n_actions = _check_spaces(env)
+    iterations = check_int("iterations", iterations, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    n_obs, n_actions = check_spaces(env)
     probs, scores = _teacher_score_tables(teacher, n_obs, n_actions, loss)
     targets = teacher_targets(scores, tau)
-    env_seed, rng, policy_rng = _streams(seed)
+    env_seed, rng, policy_rng = student_streams(seed)
     student = TabularPolicy(np.zeros((n_obs, n_actions)), seed=policy_rng)
     logits = student.logits
     buffer = ReplayBuffer(buffer_capacity) if source == "replay" else None
@@ -425,7 +426,7 @@ class MultiTaskStudent(NamedTuple):
 
 def _observation_table(env: gym.Env) -> NDArray[np.int64]:
     """The observation behind each table index of an env (``index_to_obs`` rows)."""
-    n_obs, _ = _check_spaces(env)
+    n_obs, _ = check_spaces(env)
     try:
         index_to_obs = env.get_wrapper_attr("index_to_obs")
     except AttributeError:
@@ -511,14 +512,14 @@ def multitask_distill(
         :class:`MultiTaskStudent`.
     """
     _check_common(loss, source, collect, tau, lr)
-    iterations = _positive_int("iterations", iterations, 0)
-    batch_size = _positive_int("batch_size", batch_size, 1)
+    iterations = check_int("iterations", iterations, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
     if len(envs) == 0 or len(envs) != len(teachers):
         raise ValueError(
             f"envs and teachers must be non-empty and of equal length, got {len(envs)} and "
             f"{len(teachers)}"
         )
-    sizes = [_check_spaces(env) for env in envs]
+    sizes = [check_spaces(env) for env in envs]
     n_actions = sizes[0][1]
     if any(a != n_actions for _, a in sizes):
         raise ValueError(f"every environment must have the same number of actions, got {sizes}")

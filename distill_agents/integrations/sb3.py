@@ -44,6 +44,7 @@ from distill_agents.distill import teacher_tables
 from distill_agents.planning import softmax_policy
 from distill_agents.policy import TabularPolicy
 from distill_agents.updates import TEACHER_PROB_FLOOR
+from gridworld_env.base import check_int
 from gridworld_env.wrappers import TableIndexWrapper
 
 INSTALL_HINT = 'pip install "distillgrid[sb3]"'
@@ -91,12 +92,6 @@ def _check_temperature(temperature: Any) -> float:
     if not (np.isfinite(value) and value >= 0.0):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
     return value
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _model_kind(model: Any) -> str:
@@ -255,7 +250,7 @@ class SB3Teacher:
             raise ValueError(f"obs_to_model must be callable or None, got {obs_to_model!r}")
         self.obs_to_model = obs_to_model
         self.n_obs: int | None = (
-            self._infer_n_obs() if n_obs is None else _positive_int("n_obs", n_obs)
+            self._infer_n_obs() if n_obs is None else check_int("n_obs", n_obs, 1)
         )
         self._cache_key: tuple[Any, ...] | None = None
         self._cache: dict[str, NDArray[np.float64] | None] = {}
@@ -375,7 +370,7 @@ class SB3Teacher:
         Raises:
             ValueError: ``n`` is unknown or disagrees with the teacher's.
         """
-        n = self.n_obs if n_obs is None else _positive_int("n_obs", n_obs)
+        n = self.n_obs if n_obs is None else check_int("n_obs", n_obs, 1)
         if n is None:
             raise ValueError(
                 "n_obs is unknown: pass SB3Teacher(..., n_obs=n) or tables(n_obs=n) (the teacher "
@@ -710,11 +705,11 @@ def distill_into_sb3(
         raise ValueError(
             "loss='mse' regresses Q-values and needs a DQN model; use loss='kl' for PPO/A2C"
         )
-    steps = _positive_int("steps", steps, 0)
-    batch_size = _positive_int("batch_size", batch_size)
-    train_freq = _positive_int("train_freq", train_freq)
-    gradient_steps = _positive_int("gradient_steps", gradient_steps, 0)
-    buffer_size = _positive_int("buffer_size", buffer_size)
+    steps = check_int("steps", steps, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    train_freq = check_int("train_freq", train_freq, 1)
+    gradient_steps = check_int("gradient_steps", gradient_steps, 0)
+    buffer_size = check_int("buffer_size", buffer_size, 1)
     if lr is not None and not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive number or None, got {lr!r}")
     if not (isinstance(teacher_prob_floor, (int, float)) and 0.0 < teacher_prob_floor < 1.0):
