@@ -1,4 +1,4 @@
-"""Numerics of the compiled kernels: a vectorisable ``exp``, and the loops' decorator.
+"""Numerics: a vectorisable ``exp``, the loops' decorator, and the one NumPy softmax.
 
 numba compiles ``math.exp`` to a call of the C library's scalar ``exp`` (about 10 ns each
 here), which also keeps LLVM from vectorising the loops around it. :func:`exp` is the textbook
@@ -18,11 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
+from numpy.typing import NDArray
 
-__all__ = ["exp", "loop_kernel"]
+__all__ = ["exp", "loop_kernel", "softmax"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 # numba's option to compile a function without reference counting (not in its type stubs).
@@ -108,3 +110,10 @@ def exp(x: float) -> float:  # pragma: no cover - compiled; tested against math.
     # 2^k as two factors, so that results in the subnormal range round once, correctly scaled.
     half = k >> 1
     return p * _bits_to_float((half + 1023) << 52) * _bits_to_float((k - half + 1023) << 52)
+
+
+def softmax(logits: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``softmax`` over the last axis, shifted by the row maximum (NumPy, any shape)."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    out: NDArray[np.float64] = z / z.sum(axis=-1, keepdims=True)
+    return out

@@ -15,17 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from distill_agents.numerics import softmax
 from distill_agents.storage import ArraySpec, FileFormatError, load_arrays, save_arrays
 
 __all__ = ["TabularPolicy"]
 
 _KIND = "tabular_policy"
-
-
-def _softmax(logits: NDArray[np.float64]) -> NDArray[np.float64]:
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    out: NDArray[np.float64] = z / z.sum(axis=-1, keepdims=True)
-    return out
 
 
 class TabularPolicy:
@@ -79,7 +74,7 @@ class TabularPolicy:
     @property
     def probs(self) -> NDArray[np.float64]:
         """Action probabilities ``[n, A]`` (a fresh array)."""
-        return _softmax(self.logits)
+        return softmax(self.logits)
 
     def seed(self, seed: int | None = None) -> None:
         """Reseed the generator used by :meth:`predict`."""
@@ -103,7 +98,7 @@ class TabularPolicy:
 
     def action_probs(self, obs: Any) -> NDArray[np.float64]:
         """``pi_theta(. | obs)``, ``[A]``."""
-        return _softmax(self.logits[self._index(obs)])
+        return softmax(self.logits[self._index(obs)])
 
     def value(self, obs: Any) -> float:
         """``V_theta(obs)``.
@@ -174,7 +169,7 @@ class TabularPolicy:
         if deterministic:
             actions = rows.argmax(axis=-1).astype(np.int64)
         else:
-            cum = np.cumsum(_softmax(rows), axis=-1)
+            cum = np.cumsum(softmax(rows), axis=-1)
             u = self._rng.random(flat.size)[:, None] * cum[:, -1:]
             actions = np.minimum((cum <= u).sum(axis=-1), self.n_actions - 1).astype(np.int64)
         return (actions.reshape(()) if single else actions), state

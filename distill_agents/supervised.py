@@ -48,6 +48,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from distill_agents import methods as M
 from distill_agents.distill import check_spaces, obs_index, student_streams
+from distill_agents.numerics import softmax
 from distill_agents.policy import TabularPolicy
 from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log, sample_control_action
 from gridworld_env.base import check_int
@@ -70,12 +71,6 @@ __all__ = [
 LOSSES = ("nll", "mse", "kl", "reverse_kl")
 #: Data sources by name.
 SOURCES = ("teacher", "student", "replay", "uniform")
-
-
-def _softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    out: NDArray[np.float64] = e / e.sum(axis=-1, keepdims=True)
-    return out
 
 
 def _log_softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -131,7 +126,7 @@ def nll_loss(
         raise ValueError(f"teacher_actions must be in [0, {z.shape[1]})")
     rows = np.arange(z.shape[0])
     loss = -_log_softmax(z)[rows, a]
-    grad = _softmax(z)
+    grad = softmax(z)
     grad[rows, a] -= 1.0
     return loss, grad
 
