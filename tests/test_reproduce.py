@@ -695,3 +695,35 @@ def test_spans_grow_towards_their_target_time(tmp_path, capsys, monkeypatch):
     argv = ["fig6", "--mdps", "30", "--iterations", "5", "--eval-points", "1", "--panels"]
     assert _run(capsys, *argv, "length=11/optimal", "--out", str(tmp_path))[0] == 0
     assert sizes[:4] == [1, 4, 16, 9]  # per piece: 1, 4, 16, the rest
+
+
+def test_the_old_module_paths_keep_their_public_names():
+    """distill_agents.reproduce, .ray_backend, .readings and .ablate re-export the moved names."""
+    import importlib
+
+    from distill_agents import ablate, readings
+    from distill_agents import ray_backend as old_ray
+    from distill_agents.experiments import ablate as new_ablate
+    from distill_agents.experiments import readings as new_readings
+    from distill_agents.parallel import ray_backend as new_ray
+
+    for old, new in ((old_ray, new_ray), (readings, new_readings), (ablate, new_ablate)):
+        assert old.__all__ and all(getattr(old, n) is getattr(new, n) for n in old.__all__)
+    expected = {
+        "main", "run", "add_arguments", "figure_settings", "FigureSettings", "reproduce_figure",
+        "piece_ranges", "jobs_of", "group_key", "code_digest", "close_pool", "oscillation_rows",
+        "PIECE_MDPS", "PIECE_BYTES", "CHECKPOINT_SECONDS", "SPAN_SECONDS", "SPAN_COST",
+        "DEFAULT_OUT", "NO_PROGRESS_ENV", "STATE_VERSION", "RAY_RETRIES",
+    }  # fmt: skip
+    assert expected <= set(reproduce.__all__)
+    homes = [
+        importlib.import_module(f"distill_agents.{m}")
+        for m in (
+            "experiments.settings", "experiments.keys", "experiments.jobs", "experiments.state",
+            "experiments.curves", "experiments.oscillation", "experiments.reproduce",
+            "parallel.pool", "parallel.ray_backend",
+        )
+    ]  # fmt: skip
+    for name in reproduce.__all__:
+        value = getattr(reproduce, name)
+        assert any(getattr(home, name, None) is value for home in homes), name

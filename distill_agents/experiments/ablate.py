@@ -37,17 +37,15 @@ DEFAULT_OUT = "runs/ablate"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``ablate``'s arguments (reproduce's, with ``--set`` taking comma-separated values)."""
-    reproduce.add_arguments(parser)
-    for action in parser._actions:  # reproduce's help texts, as ablate reads them
-        if action.dest == "set":
-            action.help = (
-                "KEY=V1,V2,...: run the figure with each value of KEY (repeatable; keys: "
-                f"{', '.join(READING_NAMES)})"
-            )
-        elif action.dest == "out":
-            action.help = f"output directory (default {DEFAULT_OUT})"
-        elif action.dest == "figure":
-            action.help = f"one of {', '.join(X.FIGURES)}"
+    reproduce.add_arguments(
+        parser,
+        helps={  # reproduce's help texts, as ablate reads them
+            "set": "KEY=V1,V2,...: run the figure with each value of KEY (repeatable; keys: "
+            f"{', '.join(READING_NAMES)})",
+            "out": f"output directory (default {DEFAULT_OUT})",
+            "figure": f"one of {', '.join(X.FIGURES)}",
+        },
+    )
     parser.add_argument(
         "--base",
         action="append",

@@ -443,3 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

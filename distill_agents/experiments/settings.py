@@ -8,7 +8,7 @@ into a :class:`FigureSettings`: everything a figure's numbers depend on.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,60 +40,64 @@ MC_EPISODES = 100
 ALL = "all"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``distill-grid reproduce`` on ``parser``."""
-    parser.add_argument("figure", help=f"one of {', '.join((*X.FIGURES, ALL))}")
-    parser.add_argument(
-        "--mdps", type=int, default=None, help="random MDPs per panel (default 1000; --quick 12)"
-    )
-    parser.add_argument(
+def add_arguments(parser: argparse.ArgumentParser, helps: Mapping[str, str] | None = None) -> None:
+    """Declare the options of ``distill-grid reproduce`` on ``parser``.
+
+    Args:
+        parser: the parser to add the options to.
+        helps: help texts replacing the command's own, by option destination (e.g. ``"out"``),
+            for a command that reads the options its own way (``distill-grid ablate``).
+    """
+
+    def add(*names: str, **kwargs: Any) -> None:
+        action = parser.add_argument(*names, **kwargs)
+        if helps is not None and action.dest in helps:
+            action.help = helps[action.dest]
+
+    add("figure", help=f"one of {', '.join((*X.FIGURES, ALL))}")
+    add("--mdps", type=int, default=None, help="random MDPs per panel (default 1000; --quick 12)")
+    add(
         "--iterations",
         type=int,
         default=None,
         help="training episodes per MDP (default 30000; Fig. 2: update steps, 9000)",
     )
-    parser.add_argument(
-        "--panels", default=None, help="comma-separated subset of the figure's panels"
-    )
-    parser.add_argument("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="MDP i has layout seed SEED + i; training seed"
-    )
-    parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
-    parser.add_argument(
-        "--backend", default="local", help="local (default) or ray (the pieces as Ray tasks)"
-    )
-    parser.add_argument(
+    add("--panels", default=None, help="comma-separated subset of the figure's panels")
+    add("--out", default=None, help=f"output directory (default {DEFAULT_OUT})")
+    add("--seed", type=int, default=0, help="MDP i has layout seed SEED + i; training seed")
+    add("--quick", action="store_true", help="a small run (about a minute)")
+    add("--backend", default="local", help="local (default) or ray (the pieces as Ray tasks)")
+    add(
         "--ray-address",
         default=None,
         help="with --backend ray: a Ray cluster (auto or HOST:PORT; default: start a local one)",
     )
-    parser.add_argument(
+    add(
         "--workers",
         type=int,
         default=None,
         help="processes for the pieces (default: the CPUs for large runs, else 1); with "
         "--backend ray: the CPUs of the local Ray instance; results do not depend on it",
     )
-    parser.add_argument(
+    add(
         "--max-actions",
         type=int,
         default=None,
         help="leave out panels with more actions (e.g. 40 skips Figs. 4/10's |A| >= 400)",
     )
-    parser.add_argument(
+    add(
         "--teacher-episodes",
         type=int,
         default=None,
         help="training episodes of Q-learning/A2C teachers (default 30000; --quick 300)",
     )
-    parser.add_argument(
+    add(
         "--eval-points",
         type=int,
         default=None,
         help="evaluation points per curve after the start (default 30; Fig. 2: 900)",
     )
-    parser.add_argument(
+    add(
         "--mc",
         type=int,
         nargs="?",
@@ -103,12 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Monte Carlo estimates of the metrics from EPISODES episodes per control policy and "
         f"evaluation (default {MC_EPISODES}) instead of the exact values on the model",
     )
-    parser.add_argument(
+    add(
         "--no-progress",
         action="store_true",
         help=f"hide the progress bars (also: {NO_PROGRESS_ENV}=1)",
     )
-    parser.add_argument(
+    add(
         "--set",
         action="append",
         metavar="KEY=VALUE",
