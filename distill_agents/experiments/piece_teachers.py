@@ -37,7 +37,6 @@ __all__ = [
     "cached_piece_teachers",
     "clear_cache",
     "ensure_trained",
-    "load_base",
     "make_piece_teachers",
     "with_teacher_file",
 ]
@@ -46,7 +45,7 @@ _BASE_CACHE: dict[str, Any] = {}
 _PIECE_CACHE: dict[str, Any] = {}
 
 
-def load_base(path: str) -> Any:
+def _load_base(path: str) -> Any:
     """The trained teachers saved at ``path`` (the last set loaded is cached)."""
     from distill_agents.teachers import Teachers
 
@@ -79,7 +78,7 @@ def make_piece_teachers(piece: Piece) -> Any:
     spec, settings, lo, hi = piece.spec, piece.settings, piece.lo, piece.hi
     if spec.trained:
         assert piece.teacher_file is not None
-        base = load_base(piece.teacher_file).subset(lo, hi)
+        base = _load_base(piece.teacher_file).subset(lo, hi)
         if spec.kind == "q_learning":
             assert base.q_values is not None
             teachers = T.q_learning_teachers(
