@@ -14,7 +14,7 @@ from distill_agents.plotting import plot_rows
 from distill_agents.reproduce import figure_settings, piece_ranges
 from distill_agents.results import curve_rows, read_csv, write_csv
 
-# SPEC 4.1, written out independently of experiments.py.
+# SPEC 4.1, written out independently of experiments/figures.py.
 AC = ("mc", "td", "td_noise=0.15", "td_noise=0.25")
 SPEC_PANELS = {
     "fig2": ("on_policy_distill+R", "n_distill+R"),

@@ -29,6 +29,8 @@ from hypothesis import strategies as st
 import gridworld_env  # noqa: F401  (registers the ids)
 from distill_agents import reproduce
 from distill_agents.experiments import TeacherSpec
+from distill_agents.experiments.piece_teachers import ensure_trained
+from distill_agents.experiments.state import State, check_manifest, load_piece, recorded_steps
 from distill_agents.policy import TabularPolicy
 from distill_agents.results import (
     COLUMNS,
@@ -429,7 +431,7 @@ def _load_piece(data: bytes, key: dict = PIECE_KEY) -> dict | None:
         path = d / "piece.npz"
         path.write_bytes(data)
         with contextlib.redirect_stderr(io.StringIO()):
-            return reproduce._load_piece(path, key)
+            return load_piece(path, key)
 
 
 def test_a_valid_piece_loads_and_another_key_is_refused():
@@ -455,11 +457,11 @@ def test_damaged_pieces_load_identical_data_or_are_recomputed(edits):
 def test_damaged_manifests_are_replaced_not_raised(data):
     settings_ = reproduce.figure_settings("fig6", mdps=2, iterations=5)
     with _scratch() as d:
-        state = reproduce._State(d)
+        state = State(d)
         state.manifests.mkdir(parents=True)
         state.manifests.joinpath("fig6.json").write_bytes(data)
         with contextlib.redirect_stderr(io.StringIO()):
-            reproduce._check_manifest(state, settings_)
+            check_manifest(state, settings_)
         saved = json.loads(state.manifests.joinpath("fig6.json").read_text())
         assert saved == settings_.manifest()
 
@@ -473,11 +475,9 @@ class _Bar:
 def trained(tmp_path_factory):
     """A run state holding trained Q-learning teachers (2 MDPs, 5 episodes)."""
     settings_ = reproduce.figure_settings("fig5", mdps=2, iterations=5, teacher_episodes=5)
-    state = reproduce._State(tmp_path_factory.mktemp("state"))
+    state = State(tmp_path_factory.mktemp("state"))
     spec = TeacherSpec("q_learning")
-    path, steps = reproduce._ensure_trained(
-        spec, settings_, state, lambda **kw: nullcontext(_Bar())
-    )
+    path, steps = ensure_trained(spec, settings_, state, lambda **kw: nullcontext(_Bar()))
     return settings_, state, spec, Path(path), steps
 
 
@@ -493,13 +493,11 @@ def test_damaged_teacher_records_retrain_instead_of_raising(trained, sidecar):
         record.write_bytes(sidecar)
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            path, again = reproduce._ensure_trained(
-                spec, settings_, state, lambda **kw: nullcontext(_Bar())
-            )
+            path, again = ensure_trained(spec, settings_, state, lambda **kw: nullcontext(_Bar()))
         assert Path(path) == npz and again == steps  # retrained: the same tables and count
         new, old = json.loads(record.read_text()), json.loads(good)
         assert new["key"] == old["key"] and new["env_steps"] == old["env_steps"]
-        assert reproduce._recorded_steps(state, spec, settings_) == steps
+        assert recorded_steps(state, spec, settings_) == steps
     finally:
         record.write_bytes(good)
 
@@ -512,11 +510,9 @@ def test_bad_step_counts_in_teacher_records(trained, steps):
     info = json.loads(good)
     try:
         record.write_text(json.dumps({"key": info["key"]})[:-1] + f', "env_steps": {steps}}}')
-        assert reproduce._recorded_steps(state, spec, settings_) == 0
+        assert recorded_steps(state, spec, settings_) == 0
         with contextlib.redirect_stderr(io.StringIO()):
-            _, again = reproduce._ensure_trained(
-                spec, settings_, state, lambda **kw: nullcontext(_Bar())
-            )
+            _, again = ensure_trained(spec, settings_, state, lambda **kw: nullcontext(_Bar()))
         assert again == count
     finally:
         record.write_bytes(good)

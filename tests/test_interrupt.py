@@ -174,13 +174,14 @@ import multiprocessing as mp
 import os
 import time
 
-from distill_agents import reproduce, teacher_training
+from distill_agents import teacher_training
+from distill_agents.parallel.pool import init_worker
 
 if __name__ == "__main__":
     ctx = mp.get_context("spawn")
     pids = []
     for init, args in (
-        (reproduce._init_worker, (ctx.Queue(), 1)),
+        (init_worker, (ctx.Queue(), 1)),
         (teacher_training.init_worker, (ctx.Value("q", 0),)),
     ):
         pool = cf.ProcessPoolExecutor(2, mp_context=ctx, initializer=init, initargs=args)

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from distill_agents import cli, reproduce
-from distill_agents import ray_backend as RB
+from distill_agents.experiments.keys import Piece, piece_key, resolved_critic
+from distill_agents.experiments.state import State, load_piece
+from distill_agents.parallel import ray_backend as RB
+from distill_agents.parallel.ray_backend import ray_piece
 
 # A small fig3 run: a Q-learning teacher (trained, so its file goes to the tasks) and 3 curves.
 SMALL = [
@@ -112,19 +115,17 @@ def test_ray_piece_without_a_shared_file_system(local_fig3, tmp_path):
     curve = panel.curves[0]
     (teacher_file,) = local_fig3.joinpath(".state", "teachers").glob("*.npz")
     missing = tmp_path / "elsewhere" / teacher_file.name  # not on this "node"
-    key = reproduce._piece_key(exp, panel, curve, settings, 0, 4)
-    piece = reproduce._Piece(
+    key = piece_key(exp, panel, curve, settings, 0, 4)
+    piece = Piece(
         key=key, path="", spec=panel.teacher, method=curve.method, control=curve.control,
-        critic=reproduce._resolved_critic(curve.method, panel.critic), lr=exp.lr,
+        critic=resolved_critic(curve.method, panel.critic), lr=exp.lr,
         gamma=exp.gamma, metrics=exp.metrics, settings=settings, lo=0, hi=4,
         teacher_file=str(missing),
     )  # fmt: skip
-    stored = reproduce._load_piece(reproduce._State(local_fig3).piece_path(key), key)
+    stored = load_piece(State(local_fig3).piece_path(key), key)
     assert stored is not None  # the same piece, computed by the local run
     units: list[int] = []
-    arrays, meta = reproduce._ray_piece(
-        piece, {str(missing): teacher_file.read_bytes()}, units.append
-    )
+    arrays, meta = ray_piece(piece, {str(missing): teacher_file.read_bytes()}, units.append)
     assert sum(units) == 4 * 20 and not missing.exists()
     assert meta["key"] == stored["meta"]["key"]
     assert sorted(arrays) == sorted(stored["arrays"])
@@ -132,7 +133,7 @@ def test_ray_piece_without_a_shared_file_system(local_fig3, tmp_path):
         np.testing.assert_array_equal(value, stored["arrays"][name])
     # With the file present (one machine), the bytes are not needed.
     present = replace(piece, teacher_file=str(teacher_file))
-    again, _ = reproduce._ray_piece(present, {}, lambda n: None)
+    again, _ = ray_piece(present, {}, lambda n: None)
     np.testing.assert_array_equal(again["student_return"], arrays["student_return"])
 
 
@@ -143,16 +144,16 @@ def test_ray_piece_refuses_a_worker_with_other_code():
     exp = get_experiment("fig6")
     panel = exp.panels[0]
     curve = panel.curves[0]
-    key = reproduce._piece_key(exp, panel, curve, settings, 0, 2)
+    key = piece_key(exp, panel, curve, settings, 0, 2)
     assert key["code"] == reproduce.code_digest()
-    piece = reproduce._Piece(
+    piece = Piece(
         key={**key, "code": "0" * 16}, path="", spec=panel.teacher, method=curve.method,
-        control=curve.control, critic=reproduce._resolved_critic(curve.method, panel.critic),
+        control=curve.control, critic=resolved_critic(curve.method, panel.critic),
         lr=exp.lr, gamma=exp.gamma, metrics=exp.metrics, settings=settings, lo=0, hi=2,
         teacher_file=None,
     )  # fmt: skip
     with pytest.raises(ValueError, match=r"runs other distillgrid code .* same version on every"):
-        reproduce._ray_piece(piece, {}, lambda n: None)
+        ray_piece(piece, {}, lambda n: None)
 
 
 # ------------------------------------------------------------------------------ teach, distill
@@ -313,11 +314,11 @@ def test_an_unreachable_address_is_found_before_ray_tries_for_minutes():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    assert "refused" in RB._unreachable(f"127.0.0.1:{port}").lower()
-    assert "refused" in RB._unreachable(f"ray://127.0.0.1:{port}").lower()
-    assert RB._unreachable("127.0.0.1:x") == "the port must be a number, got 'x'"
-    assert RB._unreachable("auto") is None  # left to Ray
+    assert "refused" in RB.unreachable(f"127.0.0.1:{port}").lower()
+    assert "refused" in RB.unreachable(f"ray://127.0.0.1:{port}").lower()
+    assert RB.unreachable("127.0.0.1:x") == "the port must be a number, got 'x'"
+    assert RB.unreachable("auto") is None  # left to Ray
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        assert RB._unreachable(f"127.0.0.1:{server.getsockname()[1]}") is None
+        assert RB.unreachable(f"127.0.0.1:{server.getsockname()[1]}") is None

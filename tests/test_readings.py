@@ -9,6 +9,8 @@ import pytest
 
 from distill_agents import reproduce
 from distill_agents.experiments import get_experiment
+from distill_agents.experiments.keys import Piece, piece_key
+from distill_agents.experiments.piece_teachers import make_piece_teachers
 from distill_agents.readings import READING_NAMES, Readings, apply_readings
 from distill_agents.results import read_csv
 
@@ -86,8 +88,8 @@ def test_default_readings_keep_the_piece_keys():
     assert changed.manifest()["readings"] == {"adversarial_value": "true"}
     exp = get_experiment("fig6")
     panel = exp.panels[0]
-    key = reproduce._piece_key(exp, panel, panel.curves[0], settings, 0, 2)
-    other = reproduce._piece_key(exp, panel, panel.curves[0], changed, 0, 2)
+    key = piece_key(exp, panel, panel.curves[0], settings, 0, 2)
+    other = piece_key(exp, panel, panel.curves[0], changed, 0, 2)
     assert "readings" not in key and other == {**key, "readings": {"adversarial_value": "true"}}
 
 
@@ -118,8 +120,8 @@ def test_own_adversarial_value_in_the_piece_teachers():
     for name, readings in (("own", Readings()), ("true", Readings(adversarial_value="true"))):
         settings = reproduce.figure_settings("fig6", mdps=2, iterations=10, readings=readings)
         for p in (panel, optimal):
-            pieces[name, p.teacher.kind] = reproduce._make_piece_teachers(
-                reproduce._Piece(
+            pieces[name, p.teacher.kind] = make_piece_teachers(
+                Piece(
                     key={}, path="", spec=p.teacher, method="teacher_v_reward", control=None,
                     critic=None, lr=0.1, gamma=0.99, metrics=("return",), settings=settings,
                     lo=0, hi=2, teacher_file=None,

@@ -13,7 +13,13 @@ import pytest
 
 from distill_agents import reproduce, runner
 from distill_agents import teacher_training as training
-from distill_agents.experiments import get_experiment
+from distill_agents.experiments import get_experiment, keys, piece_teachers
+from distill_agents.experiments import jobs as experiment_jobs
+from distill_agents.experiments.jobs import expected_cost
+from distill_agents.experiments.keys import Piece
+from distill_agents.experiments.piece_teachers import ensure_trained, make_piece_teachers
+from distill_agents.experiments.state import State
+from distill_agents.parallel import pool
 from distill_agents.results import read_csv
 
 # Tiny settings: every figure's whole pipeline in a few seconds.
@@ -232,7 +238,7 @@ def test_changed_argument_is_detected_and_never_mixed(tmp_path, capsys):
 
 
 def test_results_do_not_depend_on_the_cutting_into_pieces(tmp_path, capsys, monkeypatch, reference):
-    monkeypatch.setattr(reproduce, "PIECE_MDPS", 1)
+    monkeypatch.setattr(keys, "PIECE_MDPS", 1)
     assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
     assert len(_pieces(tmp_path)) == 4 * reference[1]
     assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
@@ -256,7 +262,7 @@ def test_derived_teachers_equal_make_teachers(tmp_path):
     from distill_agents.experiments import TeacherSpec
 
     settings = reproduce.figure_settings("fig5", mdps=3, iterations=5, teacher_episodes=10)
-    state = reproduce._State(tmp_path)
+    state = State(tmp_path)
     from contextlib import nullcontext
 
     class Bar:
@@ -268,20 +274,18 @@ def test_derived_teachers_equal_make_teachers(tmp_path):
         TeacherSpec("q_learning", noise=0.25),
         TeacherSpec("a2c", temperature=None, noise=0.15),
     ):
-        path, steps = reproduce._ensure_trained(
-            spec, settings, state, lambda **kw: nullcontext(Bar())
-        )
+        path, steps = ensure_trained(spec, settings, state, lambda **kw: nullcontext(Bar()))
         assert steps > 0
         expected = training.make_teachers(
             spec.kind, n_mdps=3, seed=0, episodes=10, temperature=spec.temperature,
             noise=spec.noise,
         ).teachers  # fmt: skip
-        piece = reproduce._Piece(
+        piece = Piece(
             key={}, path="", spec=spec, method="on_policy_distill", control=None, critic=None,
             lr=0.1, gamma=0.99, metrics=("return",), settings=settings, lo=1, hi=3,
             teacher_file=path,
         )  # fmt: skip
-        got = reproduce._make_piece_teachers(piece)
+        got = make_piece_teachers(piece)
         np.testing.assert_array_equal(got.probs, expected.probs[1:3])
         np.testing.assert_array_equal(got.values, expected.values[1:3])
         np.testing.assert_array_equal(got.layout_seeds, [1, 2])
@@ -325,7 +329,7 @@ def test_out_must_be_a_directory(tmp_path, capsys):
 
 def test_workers_give_the_same_bytes(tmp_path, capsys, reference):
     status, _, err = _run(capsys, *SMALL, "--out", str(tmp_path), "--workers", "2")
-    assert reproduce._POOL is None  # the worker processes end with the command
+    assert pool.active_pool() is None  # the worker processes end with the command
     assert status == 0, err
     assert tmp_path.joinpath("fig6.csv").read_bytes() == reference[0]
 
@@ -403,7 +407,7 @@ def test_pieces_of_other_code_are_never_reused(tmp_path, capsys, monkeypatch, re
     assert len(digest) == 16 and digest == reproduce.code_digest()
     assert _run(capsys, *SMALL, "--out", str(tmp_path))[0] == 0
     # The same arguments with other source code: every piece is computed again.
-    monkeypatch.setattr(reproduce, "code_digest", lambda: "0" * 16)
+    monkeypatch.setattr(keys, "code_digest", lambda: "0" * 16)
     status, _, _ = _run(capsys, *SMALL, "--out", str(tmp_path))
     assert status == 0
     assert json.loads(tmp_path.joinpath("fig6.json").read_text())["pieces"]["reused"] == 0
@@ -451,7 +455,7 @@ def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path, capsys):
 
 def _piece(exp, panel, curve, settings, lo, hi):
     """A piece of ``exp``'s curve as the figure runs it (no file, no key)."""
-    return reproduce._Piece(
+    return Piece(
         key={}, path=f"{panel.name}/{curve.label}/{lo}", spec=panel.teacher, method=curve.method,
         control=curve.control, critic=None, lr=exp.lr, gamma=exp.gamma, metrics=exp.metrics,
         settings=settings, lo=lo, hi=hi, teacher_file=None,
@@ -466,7 +470,7 @@ def test_longest_pieces_are_expected_to_cost_most():
         panel = exp.panel(panel_name)
         curve = next(c for c in panel.curves if c.label == label)
         settings = reproduce.figure_settings(figure, quick=True)
-        return reproduce._expected_cost(_piece(exp, panel, curve, settings, 0, 10))
+        return expected_cost(_piece(exp, panel, curve, settings, 0, 10))
 
     assert cost("fig9", "length=41/optimal", "baseline") > cost(
         "fig9", "length=5/optimal", "baseline"
@@ -499,7 +503,7 @@ def test_grouped_pieces_give_the_numbers_of_pieces_run_alone(tmp_path, capsys, m
 
     together, alone = tmp_path / "together", tmp_path / "alone"
     assert _run(capsys, *FIG3_SMALL, "--out", str(together))[0] == 0
-    monkeypatch.setattr(reproduce, "group_key", lambda piece: None)
+    monkeypatch.setattr(experiment_jobs, "group_key", lambda piece: None)
     assert _run(capsys, *FIG3_SMALL, "--out", str(alone))[0] == 0
     assert together.joinpath("fig3.csv").read_bytes() == alone.joinpath("fig3.csv").read_bytes()
 
@@ -544,7 +548,7 @@ def test_planned_teachers_are_made_once_per_panel_and_range(tmp_path, capsys, mo
     kept[0].write_bytes(b"damaged")
     for piece in (tmp_path / ".state" / "pieces").glob("*.npz"):
         piece.unlink()
-    reproduce._PIECE_CACHE.clear()  # this process's last teachers (a new run starts without)
+    piece_teachers.clear_cache()  # this process's last teachers (a new run starts without)
     assert _run(capsys, "fig4", *small, "--out", str(tmp_path))[0] == 0
     assert planned == [4, 4]
     assert tmp_path.joinpath("fig4.csv").read_bytes() == fig4
@@ -552,23 +556,23 @@ def test_planned_teachers_are_made_once_per_panel_and_range(tmp_path, capsys, mo
 
 def test_figures_of_one_invocation_share_their_worker_processes():
     try:
-        first = reproduce._pool(2)
-        assert reproduce._pool(2) is first and reproduce._pool(1) is first
+        first = pool.worker_pool(2)
+        assert pool.worker_pool(2) is first and pool.worker_pool(1) is first
         assert first.executor.submit(os.getpid).result(timeout=120) != os.getpid()
-        bigger = reproduce._pool(3)  # more workers wanted: a new pool, the old one shut down
+        bigger = pool.worker_pool(3)  # more workers wanted: a new pool, the old one shut down
         assert bigger is not first and bigger.workers == 3
         with pytest.raises(RuntimeError):
             first.executor.submit(os.getpid)
     finally:
         reproduce.close_pool()
-    assert reproduce._POOL is None
+    assert pool.active_pool() is None
 
 
 def _in_spans(monkeypatch, checkpoint=True):
     """Every job in spans of one MDP, a partial file after each (``checkpoint``)."""
-    monkeypatch.setattr(reproduce, "SPAN_COST", 0.0)
-    monkeypatch.setattr(reproduce, "SPAN_SECONDS", 0.0)
-    monkeypatch.setattr(reproduce, "CHECKPOINT_SECONDS", 0.0 if checkpoint else math.inf)
+    monkeypatch.setattr(experiment_jobs, "SPAN_COST", 0.0)
+    monkeypatch.setattr(experiment_jobs, "SPAN_SECONDS", 0.0)
+    monkeypatch.setattr(experiment_jobs, "CHECKPOINT_SECONDS", 0.0 if checkpoint else math.inf)
 
 
 def _partials(out):
@@ -678,8 +682,8 @@ def test_grouped_jobs_in_spans_give_the_same_bytes(tmp_path, capsys, monkeypatch
 
 
 def test_spans_grow_towards_their_target_time(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(reproduce, "SPAN_COST", 0.0)
-    monkeypatch.setattr(reproduce, "SPAN_SECONDS", 1e9)  # every span 4x the last
+    monkeypatch.setattr(experiment_jobs, "SPAN_COST", 0.0)
+    monkeypatch.setattr(experiment_jobs, "SPAN_SECONDS", 1e9)  # every span 4x the last
     sizes = []
     real = runner.run_distillation
 
@@ -691,3 +695,35 @@ def test_spans_grow_towards_their_target_time(tmp_path, capsys, monkeypatch):
     argv = ["fig6", "--mdps", "30", "--iterations", "5", "--eval-points", "1", "--panels"]
     assert _run(capsys, *argv, "length=11/optimal", "--out", str(tmp_path))[0] == 0
     assert sizes[:4] == [1, 4, 16, 9]  # per piece: 1, 4, 16, the rest
+
+
+def test_the_old_module_paths_keep_their_public_names():
+    """distill_agents.reproduce, .ray_backend, .readings and .ablate re-export the moved names."""
+    import importlib
+
+    from distill_agents import ablate, readings
+    from distill_agents import ray_backend as old_ray
+    from distill_agents.experiments import ablate as new_ablate
+    from distill_agents.experiments import readings as new_readings
+    from distill_agents.parallel import ray_backend as new_ray
+
+    for old, new in ((old_ray, new_ray), (readings, new_readings), (ablate, new_ablate)):
+        assert old.__all__ and all(getattr(old, n) is getattr(new, n) for n in old.__all__)
+    expected = {
+        "main", "run", "add_arguments", "figure_settings", "FigureSettings", "reproduce_figure",
+        "piece_ranges", "jobs_of", "group_key", "code_digest", "close_pool", "oscillation_rows",
+        "PIECE_MDPS", "PIECE_BYTES", "CHECKPOINT_SECONDS", "SPAN_SECONDS", "SPAN_COST",
+        "DEFAULT_OUT", "NO_PROGRESS_ENV", "STATE_VERSION", "RAY_RETRIES",
+    }  # fmt: skip
+    assert expected <= set(reproduce.__all__)
+    homes = [
+        importlib.import_module(f"distill_agents.{m}")
+        for m in (
+            "experiments.settings", "experiments.keys", "experiments.jobs", "experiments.state",
+            "experiments.curves", "experiments.oscillation", "experiments.reproduce",
+            "parallel.pool", "parallel.ray_backend",
+        )
+    ]  # fmt: skip
+    for name in reproduce.__all__:
+        value = getattr(reproduce, name)
+        assert any(getattr(home, name, None) is value for home in homes), name

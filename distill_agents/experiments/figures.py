@@ -6,7 +6,7 @@ critic), the learning curves drawn in each panel (a method id and a control poli
 the full-scale and ``--quick`` sizes, and the paper's claims (PAPER.md section 3) next to the
 choices we made where the paper is silent. :func:`analyse` reads any figure's results rows into a
 few numbers per curve (final value, best value, iterations to get 90% of the way to the teacher).
-:mod:`distill_agents.reproduce` runs these definitions; nothing here trains anything.
+:mod:`distill_agents.experiments.reproduce` runs these definitions; nothing here trains anything.
 
 Choices recorded here (also in ``docs/results.md``):
 
