@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gridworld_env._io import atomic_write
+from gridworld_env.fileio import atomic_write
 
 __all__ = ["main"]
 

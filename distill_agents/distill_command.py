@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
     from distill_agents.results import write_csv
     from distill_agents.runner import run_distillation
     from distill_agents.teachers import Teachers
-    from gridworld_env._io import atomic_write
+    from gridworld_env.fileio import atomic_write
 
     try:
         iterations, every, metrics = _check(args)

@@ -21,7 +21,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from distill_agents.results import CurveRow, check_rows
-from gridworld_env._io import atomic_write
+from gridworld_env.fileio import atomic_write
 
 __all__ = ["TEACHER", "plot_rows", "x_axis_scale"]
 

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gridworld_env._io import atomic_write
+from gridworld_env.fileio import atomic_write
 
 __all__ = [
     "COLUMNS",

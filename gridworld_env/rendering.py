@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gridworld_env._io import atomic_write
+from gridworld_env.fileio import atomic_write
 from gridworld_env.layout import (
     DEEP_PIT,
     EMPTY,

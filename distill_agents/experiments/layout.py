@@ -32,7 +32,7 @@ def layout_figure(out_dir: Path, seed: int) -> dict[str, Any]:
         "-10": text.count("X"),
     }
     body = "\n".join(layout) + "\n"  # exactly the map: gym.make(..., layout=lines) rebuilds it
-    from gridworld_env._io import atomic_write
+    from gridworld_env.fileio import atomic_write
 
     atomic_write(out_dir / "fig7.txt", lambda handle: handle.write(body.encode()))
     return {"layout": layout, "counts": counts}

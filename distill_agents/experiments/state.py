@@ -89,7 +89,7 @@ class State:
 
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as indented JSON to ``path``, atomically (no NaN)."""
-    from gridworld_env._io import atomic_write
+    from gridworld_env.fileio import atomic_write
 
     text = json.dumps(value, indent=2, allow_nan=False) + "\n"
     atomic_write(path, lambda handle: handle.write(text.encode()))

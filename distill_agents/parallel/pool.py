@@ -39,7 +39,7 @@ def init_worker(queue: Any, threads: int) -> None:
     _QUEUE = queue
     import numba
 
-    from distill_agents._process import exit_with_parent
+    from distill_agents.parallel.process import exit_with_parent
 
     exit_with_parent()
 

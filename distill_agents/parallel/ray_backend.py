@@ -468,7 +468,7 @@ def ray_piece(
         import tempfile
         from dataclasses import replace
 
-        from gridworld_env._io import atomic_write
+        from gridworld_env.fileio import atomic_write
 
         local = Path(tempfile.gettempdir(), "distillgrid-teachers", Path(piece.teacher_file).name)
         if not local.is_file():

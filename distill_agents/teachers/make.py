@@ -467,7 +467,7 @@ _worker_counter: Any = None
 
 def init_worker(counter: Any) -> None:
     """Worker process set-up: one numba thread (the processes are the parallelism)."""
-    from distill_agents._process import exit_with_parent
+    from distill_agents.parallel.process import exit_with_parent
 
     global _worker_counter
     _worker_counter = counter

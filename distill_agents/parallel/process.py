@@ -1,6 +1,6 @@
 """Worker processes that do not outlive their parent.
 
-The process pools of :mod:`distill_agents.reproduce` and :mod:`distill_agents.teacher_training`
+The process pools of :mod:`distill_agents.parallel.pool` and :mod:`distill_agents.teachers.make`
 spawn workers that wait on queues the workers themselves also hold open, so a parent killed
 without a chance to shut its pool down (``SIGTERM``, ``SIGKILL``, a crash) would leave them
 waiting forever. :func:`exit_with_parent`, called from a pool's initializer, ends the worker
