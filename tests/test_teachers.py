@@ -489,7 +489,7 @@ def test_trained_chunks_are_reproducible_and_recorded():
 def test_reference_loop_learns_like_the_trainer():
     env = deterministic(CORRIDOR)
     models = env.make_vec([0]).models
-    from gridworld_env import _kernels as env_kernels
+    from gridworld_env import kernels as env_kernels
 
     outcomes = np.zeros((1, models.n_states, models.n_rows, models.next_states.shape[-1]),
                         dtype=env_kernels.OUTCOME_DTYPE)  # fmt: skip

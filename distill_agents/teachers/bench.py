@@ -57,7 +57,7 @@ def bench_q_learning(
         30 000 episodes (scaled linearly in MDPs and episodes: rough, since episodes get shorter
         as the agents learn; exact when run at that size).
     """
-    from gridworld_env import _kernels as env_kernels
+    from gridworld_env import kernels as env_kernels
 
     n_mdps = check_count(n_mdps, "n_mdps")
     episodes = check_count(episodes, "episodes")

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from gridworld_env._kernels import prefetch
+from gridworld_env.kernels import prefetch
 
 __all__ = [
     "ACTING",
@@ -738,11 +738,11 @@ def q_learning_reference(
 
     MDP ``i`` runs its ``n_episodes`` episodes one after the other in one loop (the MDPs are
     spread over numba's threads), sampling from the same outcome tables the vector env's kernel
-    reads (:func:`gridworld_env._kernels.pack_outcomes`) with an inline xorshift64* generator.
+    reads (:func:`gridworld_env.kernels.pack_outcomes`) with an inline xorshift64* generator.
     Same update and action choice as :func:`q_step`; not the same numbers (other random streams).
 
     Args:
-        outcomes: ``[B, S, K, W]`` outcome records (``gridworld_env._kernels.OUTCOME_DTYPE``)
+        outcomes: ``[B, S, K, W]`` outcome records (``gridworld_env.kernels.OUTCOME_DTYPE``)
             whose ``obs_key`` is the table index of the next state (-1: keep the last one).
         action_rows: ``[A]`` int64.
         terminal: ``[B, S]`` bool.

@@ -9,7 +9,7 @@ autoreset (``metadata["autoreset_mode"] = AutoresetMode.NEXT_STEP``).
 One source of truth
     Every sub-env's model is the :class:`~gridworld_env.TabularMDP` built by the same function as
     the single env (``grid_mdp``/``grid_observation_table``, ``chain_mdp``, ...). The kernels
-    read an *outcome table* derived from it (:func:`gridworld_env._kernels.pack_outcomes`:
+    read an *outcome table* derived from it (:func:`gridworld_env.kernels.pack_outcomes`:
     duplicate outcomes merged, sorted by probability, cumulative); there is no second copy of
     the rules. :attr:`TabularVectorEnv.models` stacks the exact models for runners.
 
@@ -48,7 +48,7 @@ Modules
     :mod:`~gridworld_env.vector.base` (:class:`TabularVectorEnv`), :mod:`~gridworld_env.vector.grid`
     (:class:`DistillGridVectorEnv`), :mod:`~gridworld_env.vector.shared` (the chain and
     oscillation vector envs) and :mod:`~gridworld_env.vector.models` (:class:`StackedModels`,
-    :func:`chunk_size_for`); the compiled step is :mod:`gridworld_env._kernels`.
+    :func:`chunk_size_for`); the compiled step is :mod:`gridworld_env.kernels`.
 """
 
 from gridworld_env.vector.base import PARALLEL_MIN_ENVS, TabularVectorEnv

@@ -13,7 +13,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from gridworld_env import _kernels
+from gridworld_env import kernels
 from gridworld_env.mdp import TabularMDP
 from gridworld_env.vector.models import StackedModels, readonly
 from gridworld_env.wrappers import table_index
@@ -95,7 +95,7 @@ class TabularVectorEnv(gym.vector.VectorEnv):
             parallel = self.num_envs >= PARALLEL_MIN_ENVS and numba.get_num_threads() > 1
         self.parallel = bool(parallel)
         self._n_chunks = max(1, numba.get_num_threads())
-        self._kernel = _kernels.step_kernel_parallel if parallel else _kernels.step_kernel
+        self._kernel = kernels.step_kernel_parallel if parallel else kernels.step_kernel
         self._index_observations = index_observations
         self.single_action_space = spaces.Discrete(n_actions)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -155,7 +155,7 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         n_states = shape[0]
         n_dim = 0 if self._index_observations else built[0][2].shape[1]
         partial = n_dim > 1
-        outcomes = np.empty((n_envs, *shape), dtype=_kernels.OUTCOME_DTYPE)
+        outcomes = np.empty((n_envs, *shape), dtype=kernels.OUTCOME_DTYPE)
         width = 1
         terminal = np.empty((n_envs, n_states), dtype=bool)
         initial_cum = np.empty((n_envs, n_states))
@@ -172,7 +172,7 @@ class TabularVectorEnv(gym.vector.VectorEnv):
                 continue
             first_with[id(entry[0])] = i
             mdp, key_of_state, rows, _, _ = entry
-            width = max(width, _kernels.pack_outcomes(mdp, key_of_state, outcomes[i]))
+            width = max(width, kernels.pack_outcomes(mdp, key_of_state, outcomes[i]))
             terminal[i] = mdp.terminal
             cum = np.cumsum(mdp.initial)
             initial_cum[i] = cum / cum[-1]
@@ -254,10 +254,10 @@ class TabularVectorEnv(gym.vector.VectorEnv):
 
         Returns:
             ``(outcomes [B, S, K, W], action_rows [A], terminal [B, S], initial_cum [B, S],
-            key_of_state [B, S])``: the packed outcome records (:mod:`gridworld_env._kernels`),
+            key_of_state [B, S])``: the packed outcome records (:mod:`gridworld_env.kernels`),
             each sub-env's cumulative start distribution and the observation key of each state
             (the table index with ``observation="index"``). A loop that maps its uniforms
-            through these tables exactly as :mod:`gridworld_env._kernels` does (start state:
+            through these tables exactly as :mod:`gridworld_env.kernels` does (start state:
             first ``initial_cum > u``; step: first record with ``cum > u``) reproduces this
             env's dynamics bit for bit. Read-only views; do not modify.
         """
@@ -311,7 +311,7 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         """Copy of the current true states ``[B]`` (``None`` before the first reset)."""
         if self._env_state is None:
             return None
-        return self._env_state[:, _kernels.STATE].copy()
+        return self._env_state[:, kernels.STATE].copy()
 
     def select(self, indices: Any, parallel: bool | None = None) -> TabularVectorEnv:
         """A new vector env whose sub-env ``j`` is sub-env ``indices[j]`` of this one.
@@ -425,11 +425,11 @@ class TabularVectorEnv(gym.vector.VectorEnv):
                     "needs a state)"
                 )
         if self._env_state is None:
-            self._env_state = np.zeros((n_envs, _kernels.N_ENV_FIELDS), dtype=np.int64)
+            self._env_state = np.zeros((n_envs, kernels.N_ENV_FIELDS), dtype=np.int64)
         row = self._uniform_row()
         obs = np.empty(self._obs_shape, dtype=np.int64)
         states = np.empty(n_envs, dtype=np.int64)
-        _kernels.reset_kernel(
+        kernels.reset_kernel(
             mask,
             self._uniforms,
             row,
@@ -547,8 +547,8 @@ class TabularVectorEnv(gym.vector.VectorEnv):
             return None
         if self._env_state is None:
             raise RuntimeError("nothing to render before reset(); call envs.reset() first")
-        states = self._env_state[:, _kernels.STATE].tolist()
-        obs_states = self._env_state[:, _kernels.OBS_STATE].tolist()
+        states = self._env_state[:, kernels.STATE].tolist()
+        obs_states = self._env_state[:, kernels.OBS_STATE].tolist()
         return tuple(
             self._render_one(i, s, o)
             for i, (s, o) in enumerate(zip(states, obs_states, strict=True))
@@ -564,4 +564,4 @@ class TabularVectorEnv(gym.vector.VectorEnv):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._kernel = _kernels.step_kernel_parallel if self.parallel else _kernels.step_kernel
+        self._kernel = kernels.step_kernel_parallel if self.parallel else kernels.step_kernel
