@@ -11,6 +11,9 @@ from distill_agents import BetaSchedule, distill, planning
 from distill_agents import runner as R
 from distill_agents.results import summarize
 from distill_agents.row_kernels import dense_table
+from distill_agents.runner import chunks as runner_chunks
+from distill_agents.runner import envs as runner_envs
+from distill_agents.runner.evaluation import Evaluator
 from distill_agents.teachers import Teachers, planned_teachers
 
 SMALL = {"width": 6, "height": 6}
@@ -195,9 +198,9 @@ def test_results_do_not_depend_on_chunks_splits_or_compaction(grids, monkeypatch
     ]
     _assert_same(whole, R.RunResult.concatenate(pieces))
     # Compaction at every opportunity: many vector envs, the same learning.
-    monkeypatch.setattr(R, "BUILD_COST", 0.0)
-    monkeypatch.setattr(R, "PLAN_EVERY", 1)
-    monkeypatch.setattr(R, "DRAIN_BELOW", 1.0)
+    monkeypatch.setattr(runner_chunks, "BUILD_COST", 0.0)
+    monkeypatch.setattr(runner_chunks, "PLAN_EVERY", 1)
+    monkeypatch.setattr(runner_chunks, "DRAIN_BELOW", 1.0)
     compacted = R.run_distillation(part, method, **kw)
     assert compacted.env_builds > 3
     _assert_same(whole, compacted)
@@ -225,7 +228,7 @@ def test_compiled_loop_gives_the_vector_loops_students_bit_for_bit(
     vector = R.run_distillation(teachers, method, chunk_size=4, **kw)
     # Tiny buffers (refills mid-run, every few episodes) and a short time limit (truncated
     # episodes): still the same uniforms in the same order, so the same students.
-    monkeypatch.setattr(R, "COMPILED_BUFFER", 64)
+    monkeypatch.setattr(runner_chunks, "COMPILED_BUFFER", 64)
     compiled = R.run_distillation(teachers, method, loop="compiled", **kw)
     _assert_same(vector, compiled)
     assert compiled.step_calls == 0 and vector.step_calls > 0
@@ -255,7 +258,7 @@ def test_a_group_trains_each_student_as_its_own_run_would(grids, method, kwargs,
     else:
         group = [part, noisy_teachers(part, 0.3, seed=1), noisy_teachers(part, 0.6, seed=2)]
     kw = {"iterations": 60, "eval_every": 20, "seed": 4, "keep_students": True, **kwargs}
-    monkeypatch.setattr(R, "COMPILED_BUFFER", 64)  # refills mid-run
+    monkeypatch.setattr(runner_chunks, "COMPILED_BUFFER", 64)  # refills mid-run
     seen: list[int] = []
     together = R.run_distillation_group(
         group, method, loop="compiled", chunk_size=4, progress=seen.append, **kw
@@ -529,8 +532,8 @@ def test_bench_students_runs_and_both_loops_learn():
 )  # fmt: skip
 def test_compiled_evaluation_matches_the_planning_path(family, env_kw):
     teachers = grid_teachers(6, seed=31, **env_kw) if family == "grid" else chain_teachers(3)
-    envs = R._EnvBuilder(teachers, None, False).make(np.arange(teachers.n_mdps))
-    evaluator = R._Evaluator(envs.models, teachers.probs, R.METRICS)
+    envs = runner_envs.EnvBuilder(teachers, None, False).make(np.arange(teachers.n_mdps))
+    evaluator = Evaluator(envs.models, teachers.probs, R.METRICS)
     logits = np.random.default_rng(0).normal(scale=3.0, size=teachers.probs.shape)
     idx = np.array([2, 0, 1, 1] if family == "chain" else [5, 0, 3, 3, 1])
     # Student 0 copies its (optimal, deterministic) teacher with probabilities exp(-1000) = 0
@@ -552,8 +555,8 @@ def test_compiled_evaluation_hands_students_that_never_end_to_planning():
         observation="index", **kw,
     )  # fmt: skip
     teachers = planned_teachers(envs.models, env_id="DistillGrid-v0", env_kwargs=kw)
-    envs = R._EnvBuilder(teachers, None, False).make(np.arange(2))
-    evaluator = R._Evaluator(envs.models, teachers.probs, ("return",))
+    envs = runner_envs.EnvBuilder(teachers, None, False).make(np.arange(2))
+    evaluator = Evaluator(envs.models, teachers.probs, ("return",))
     logits = np.zeros(teachers.probs.shape)
     np.testing.assert_allclose(
         evaluator.students(np.arange(2), dense_table(logits))["return"],
@@ -626,8 +629,8 @@ def test_the_action_count_table_has_a_column_per_count():
 
 
 def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch):
-    monkeypatch.setattr(R, "BUILT_CACHE_ENTRIES", 2)
-    R._BUILT.clear()
+    monkeypatch.setattr(runner_envs, "BUILT_CACHE_ENTRIES", 2)
+    runner_envs.BUILT_CHUNKS.clear()
     part, other = subset(grids, 0, 4), subset(grids, 4, 8)
     kw = {"iterations": 20, "eval_every": 10, "loop": "compiled", "keep_students": True}
     first = R.run_distillation(part, "on_policy_distill", metrics=R.METRICS, **kw)
@@ -636,15 +639,15 @@ def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch
     assert again.env_builds == 0  # kept
     _assert_same(first, again)
     assert R.run_distillation(other, "on_policy_distill", first_mdp=4, **kw).env_builds == 1
-    assert len(R._BUILT) == 2
+    assert len(runner_envs.BUILT_CHUNKS) == 2
     # Three other sets of MDPs: the oldest is dropped.
     R.run_distillation(subset(grids, 8, 10), "on_policy_distill", first_mdp=8, **kw)
-    assert len(R._BUILT) == 2
+    assert len(runner_envs.BUILT_CHUNKS) == 2
     assert R.run_distillation(part, "on_policy_distill", **kw).env_builds == 1
     # Builds larger than the budget are not kept.
-    monkeypatch.setattr(R, "BUILT_CACHE_BYTES", 0)
-    R._BUILT.clear()
+    monkeypatch.setattr(runner_envs, "BUILT_CACHE_BYTES", 0)
+    runner_envs.BUILT_CHUNKS.clear()
     R.run_distillation(part, "on_policy_distill", **kw)
-    assert not R._BUILT
+    assert not runner_envs.BUILT_CHUNKS
     # The vector-env loop steps its own envs (a build each time).
     assert R.run_distillation(part, "on_policy_distill", iterations=5, eval_every=5).env_builds == 1
