@@ -9,6 +9,7 @@ import pytest
 import gridworld_env  # noqa: F401 -- registers the environments
 from distill_agents import BetaSchedule, distill, planning
 from distill_agents import runner as R
+from distill_agents.bench.students import bench_students
 from distill_agents.results import summarize
 from distill_agents.row_kernels import dense_table
 from distill_agents.runner import chunks as runner_chunks
@@ -499,7 +500,7 @@ def test_mdp_seed_is_a_function_of_seed_and_index():
 
 
 def test_bench_students_runs_and_both_loops_learn():
-    out = R.bench_students(
+    out = bench_students(
         n_mdps=4, iterations=30, action_counts=(4, 400), action_mdps=2, action_iterations=20,
         action_methods=("on_policy_distill", "baseline"),
     )  # fmt: skip
@@ -601,7 +602,7 @@ def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
 def test_bench_prints_the_student_runners_lines():
     from distill_agents import bench
 
-    out = R.bench_students(n_mdps=3, iterations=20, action_mdps=0)
+    out = bench_students(n_mdps=3, iterations=20, action_mdps=0)
     text = bench.format_students(out)
     assert "vector-env loop" in text and "compiled loop" in text
     assert f"{out['compiled_ratio']:.2f}x" in text and "same students in both loops: True" in text

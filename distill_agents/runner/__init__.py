@@ -119,16 +119,7 @@ from distill_agents.runner.seeding import (
     mdp_seed,
 )
 
-from distill_agents.runner.benchmark import (  # isort: skip -- needs run_distillation first
-    ACTION_COUNTS,
-    ACTION_METHODS,
-    bench_actions,
-    bench_students,
-)
-
 __all__ = [
-    "ACTION_COUNTS",
-    "ACTION_METHODS",
     "CHUNK_BUDGET_BYTES",
     "KL_METRICS",
     "LOOPS",
@@ -137,8 +128,6 @@ __all__ = [
     "TABLES_PER_MDP",
     "PerMDPUniforms",
     "RunResult",
-    "bench_actions",
-    "bench_students",
     "early_iterations",
     "eval_iterations",
     "mdp_seed",

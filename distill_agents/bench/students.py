@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
 from distill_agents import _runner_kernels as K
 from distill_agents import methods as M
 from distill_agents import row_kernels as RK
+from distill_agents.bench import yardsticks
+from distill_agents.bench.actions import ACTION_COUNTS, ACTION_METHODS, bench_actions
+from distill_agents.bench.grids import grid_teachers
 from distill_agents.runner.distillation import run_distillation
-from distill_agents.runner.envs import GRID_ID
 from distill_agents.runner.evaluation import Evaluator
 from distill_agents.teachers import Teachers
 from distill_agents.updates import floored_log
 from gridworld_env.base import check_int
 from gridworld_env.registration import MAX_EPISODE_STEPS
 
-__all__ = ["ACTION_COUNTS", "ACTION_METHODS", "bench_actions", "bench_students"]
+__all__ = ["bench_students"]
 
 
 def _reference_tables(models: Any) -> tuple[Any, ...]:
@@ -86,44 +87,12 @@ def _reference_run(
     return time.perf_counter() - t0, int(steps.sum()), RK.dense_logits(students)[0]
 
 
-def _grid_teachers(n_mdps: int, seed: int, env_kwargs: Mapping[str, Any]) -> tuple[Teachers, Any]:
-    from distill_agents.teachers import planned_teachers
-
-    envs: Any = gym.make_vec(
-        GRID_ID,
-        num_envs=n_mdps,
-        vectorization_mode="vector_entry_point",
-        observation="index",
-        layout_seed=seed,
-        **env_kwargs,
-    )
-    models = envs.models
-    teachers = planned_teachers(
-        models,
-        env_id=GRID_ID,
-        env_kwargs=dict(env_kwargs),
-        layout_seeds=np.arange(seed, seed + n_mdps),
-    )
-    return teachers, models
-
-
 def _peak_rss_bytes() -> int:
     import resource
     import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-#: The action counts of Fig. 4's panels (:func:`bench_actions`).
-ACTION_COUNTS = (4, 40, 400, 4000)
-#: Fig. 4's curves (:func:`bench_actions`).
-ACTION_METHODS = (
-    "on_policy_distill",
-    "entropy_regularised",
-    "expected_entropy_regularised",
-    "baseline",
-)
 
 
 def bench_students(
@@ -145,7 +114,7 @@ def bench_students(
     and with the runner's compiled loop (``loop="compiled"``, the same students), and reports the
     rates in env-steps per second (the steps of the MDPs' episodes; idle and
     autoreset steps of the vector env are reported apart). On the same MDPs it times
-    :func:`distill_agents.yardsticks.q_learning_loop` for ``iterations`` episodes on all numba
+    :func:`distill_agents.bench.yardsticks.q_learning_loop` for ``iterations`` episodes on all numba
     threads (the yardstick of ``reproduce fig3``'s effective rate). Then
     :func:`bench_actions` with the ``action_*`` arguments, and the process's peak resident
     memory.
@@ -160,7 +129,7 @@ def bench_students(
     iterations = check_int("iterations", iterations, 1)
     out: dict[str, Any] = {"n_mdps": n_mdps, "iterations": iterations, "method": method}
     t0 = time.perf_counter()
-    teachers, models = _grid_teachers(n_mdps, seed, {})
+    teachers, models = grid_teachers(n_mdps, seed, {})
     out["teacher_seconds"] = time.perf_counter() - t0
     # Warm-up: compile the kernels on a tiny run (compilation is not what is measured).
     small = teachers.subset(0, 2)
@@ -225,7 +194,6 @@ def bench_students(
         "runner": train_s * scale + (result.build_seconds + result.eval_seconds) * per_mdp,
         "reference": ref_seconds * scale,
     }
-    from distill_agents import yardsticks
 
     out["q_learning"] = yardsticks.q_learning_rate(
         K.EnvTables._make((*tables, MAX_EPISODE_STEPS)),
@@ -246,53 +214,3 @@ def bench_students(
     }
     out["peak_rss_bytes"] = _peak_rss_bytes()
     return out
-
-
-def bench_actions(
-    action_counts: Sequence[int] = ACTION_COUNTS,
-    n_mdps: int = 20,
-    iterations: int = 2000,
-    methods: Sequence[str] = ACTION_METHODS,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """The compiled loop's cost per env-step for every action count, on the same grids.
-
-    ``n_mdps`` random 20x20 grids (layout seeds ``seed ..``) with ``n_actions`` set to each of
-    ``action_counts`` (actions 4 and above leave the agent in place: the same layouts), optimal
-    (planned) teachers, ``iterations`` episodes of each method with ``loop="compiled"``
-    (evaluated at the start and the end only). Kernels are compiled on a tiny run first.
-
-    Returns:
-        One dict per (method, action count): ``method``, ``n_actions``, ``env_steps``,
-        ``train_seconds`` (wall time less building, table setup and evaluation),
-        ``setup_seconds_per_mdp`` (the O(S A) table setup), ``ns_per_step`` (training
-        nanoseconds per env-step), ``rows_per_episode`` and ``entries_per_row`` (the student
-        rows prepared per episode and their explicit actions, :attr:`RunResult.row_work`),
-        ``final_return``.
-    """
-    n_mdps = check_int("n_mdps", n_mdps, 1)
-    iterations = check_int("iterations", iterations, 1)
-    rows = []
-    for n_actions in action_counts:
-        teachers, _ = _grid_teachers(n_mdps, seed, {"n_actions": int(n_actions)})
-        for method in methods:
-            kw: dict[str, Any] = {"eval_every": iterations, "seed": seed, "loop": "compiled"}
-            run_distillation(teachers.subset(0, 1), method, iterations=2, **kw)  # compile
-            result = run_distillation(teachers, method, iterations=iterations, **kw)
-            train = result.train_seconds
-            steps = int(result.env_steps.sum())
-            work = result.row_work
-            rows.append(
-                {
-                    "method": method,
-                    "n_actions": int(n_actions),
-                    "env_steps": steps,
-                    "train_seconds": train,
-                    "setup_seconds_per_mdp": result.setup_seconds / n_mdps,
-                    "ns_per_step": 1e9 * train / steps,
-                    "rows_per_episode": work.get("rows", 0) / (n_mdps * iterations),
-                    "entries_per_row": work.get("entries", 0) / max(1, work.get("rows", 0)),
-                    "final_return": float(np.mean(result.metrics["return"][:, -1])),
-                }
-            )
-    return rows
