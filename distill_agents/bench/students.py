@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from distill_agents import _runner_kernels as K
 from distill_agents import methods as M
 from distill_agents import row_kernels as RK
 from distill_agents.bench import yardsticks
 from distill_agents.bench.actions import ACTION_COUNTS, ACTION_METHODS, bench_actions
 from distill_agents.bench.grids import grid_teachers
+from distill_agents.runner import loop_kernels as K
 from distill_agents.runner.distillation import run_distillation
 from distill_agents.runner.evaluation import Evaluator
 from distill_agents.teachers import Teachers
@@ -26,7 +26,7 @@ __all__ = ["bench_students"]
 
 
 def _reference_tables(models: Any) -> tuple[Any, ...]:
-    """The vector env's outcome tables for :func:`_runner_kernels.reference_loop`."""
+    """The vector env's outcome tables, for the reference loop (``loop_kernels.reference_loop``)."""
     from gridworld_env import _kernels as env_kernels
 
     b = models.n_envs
@@ -109,7 +109,7 @@ def bench_students(
 
     On ``n_mdps`` random 20x20 grids with optimal (planned) teachers, trains ``method`` for
     ``iterations`` episodes per MDP with :func:`run_distillation` (evaluating only at the start
-    and the end) and with :func:`distill_agents._runner_kernels.reference_loop` (one numba
+    and the end) and with :func:`distill_agents.runner.loop_kernels.reference_loop` (one numba
     function stepping the vector env's outcome tables and applying the same update kernel),
     and with the runner's compiled loop (``loop="compiled"``, the same students), and reports the
     rates in env-steps per second (the steps of the MDPs' episodes; idle and

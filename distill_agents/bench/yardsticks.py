@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
-from distill_agents import _runner_kernels as K
+from distill_agents.runner import loop_kernels as K
 
 __all__ = ["q_learning_loop", "q_learning_rate"]
 
@@ -36,7 +36,8 @@ def q_learning_loop(
     """``episodes`` episodes of epsilon-greedy Q-learning on every MDP of ``env``.
 
     Args:
-        env: the vector env's outcome tables (:class:`~distill_agents._runner_kernels.EnvTables`).
+        env: the vector env's outcome tables
+            (:class:`~distill_agents.runner.loop_kernels.EnvTables`).
         seeds: ``[B]`` uint64 seeds of the per-MDP SplitMix64 streams.
         episodes: episodes per MDP.
         epsilon: probability of a uniformly random action (else the first greedy one).

@@ -15,7 +15,7 @@ Iterations
     One iteration of MDP ``m`` = one full episode of the control policy on ``m``, then the
     update of ``m``'s student. Sub-envs run asynchronously under Gymnasium's next-step
     autoreset: each keeps its own episode buffer and its MDP is updated when its episode ends
-    (:mod:`distill_agents._runner_kernels`).
+    (:mod:`distill_agents.runner.loop_kernels`).
 
 Randomness: one stream per MDP, so results do not depend on how MDPs are batched
     MDP ``g`` (its index among all MDPs: ``first_mdp + i`` for the teachers' ``i``) has the
@@ -59,7 +59,7 @@ Evaluation
     (:class:`~distill_agents.runner.evaluation.Evaluator`), which gives the values of
     ``planning.expected_return``/``expected_kl`` (to ~1e-14 relative) without building
     ``[S, A]`` arrays; the students' values come from a compiled kernel doing the same
-    banded solve (:mod:`distill_agents._eval_kernels`). With ``mc_episodes=n`` every metric
+    banded solve (:mod:`distill_agents.runner.eval_kernels`). With ``mc_episodes=n`` every metric
     is instead a Monte Carlo estimate from ``n`` sampled episodes
     (:class:`~distill_agents.runner.evaluation.MonteCarloEvaluator`).
 

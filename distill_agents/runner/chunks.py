@@ -3,7 +3,7 @@
 :class:`Run` holds what every chunk of one run shares (settings and counters);
 :class:`Chunk` holds the students, streams and evaluators of one chunk and trains them with the
 vector-env loop (:meth:`Chunk.run_chunk` through ``reset``/``step``, with compaction) or the
-compiled loop (:func:`distill_agents._runner_kernels.run_mdps`).
+compiled loop (:func:`distill_agents.runner.loop_kernels.run_mdps`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 from gymnasium.utils import seeding
 from numpy.typing import NDArray
 
-from distill_agents import _runner_kernels as K
 from distill_agents import methods as M
 from distill_agents import row_kernels as RK
 from distill_agents.distill import seed_streams
+from distill_agents.runner import loop_kernels as K
 from distill_agents.runner.envs import Built, EnvBuilder, built_chunk
 from distill_agents.runner.evaluation import Evaluator, MonteCarloEvaluator
 from distill_agents.runner.seeding import PerMDPUniforms, mdp_seed

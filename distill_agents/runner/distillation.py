@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from distill_agents import _runner_kernels as K
 from distill_agents import methods as M
 from distill_agents import row_kernels as RK
+from distill_agents.runner import loop_kernels as K
 from distill_agents.runner.chunks import Chunk, Run
 from distill_agents.runner.envs import EnvBuilder
 from distill_agents.runner.evaluation import METRICS
@@ -109,7 +109,7 @@ def run_distillation(
             number of newly completed episodes.
         loop: ``"vector"`` (default): step the vector env through ``reset``/``step``, one
             Python round trip per step of all sub-envs; ``"compiled"``: one compiled loop per
-            chunk (:func:`distill_agents._runner_kernels.run_mdps`) that steps each MDP
+            chunk (:func:`distill_agents.runner.loop_kernels.run_mdps`) that steps each MDP
             through the same vector env's outcome tables with the same uniforms: the same
             numbers bit for bit (tested), several times faster (no lockstep, no idle
             sub-envs, no round trips). ``step_calls`` is 0 with ``"compiled"``.

@@ -1,7 +1,7 @@
 """The runner's evaluation of students and teachers: exact (:class:`Evaluator`) or Monte Carlo.
 
 Exact metrics go through :mod:`distill_agents.planning` on action-row weights, the students'
-through the compiled kernel doing the same banded solve (:mod:`distill_agents._eval_kernels`);
+through the compiled kernel doing the same banded solve (:mod:`distill_agents.runner.eval_kernels`);
 :class:`MonteCarloEvaluator` estimates the same metrics from sampled episodes.
 """
 
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: The metrics :func:`~distill_agents.runner.run_distillation` can record (SPEC 4.1).
-#: (In the order of the columns of :func:`distill_agents._eval_kernels.evaluate_students`.)
+#: (In the order of the columns of :func:`distill_agents.runner.eval_kernels.evaluate_students`.)
 METRICS = ("return", "kl_student", "kl_teacher", "kl_uniform")
 #: Bytes of ``[N, A]`` arrays one evaluation batch may use.
 EVAL_BUDGET_BYTES = 256e6
@@ -133,7 +133,7 @@ class Evaluator:
         ]
         self.state_to_index = np.ascontiguousarray(models.state_to_index, dtype=np.int64)
         self.terminal = np.ascontiguousarray(models.terminal)
-        from distill_agents import _eval_kernels as E
+        from distill_agents.runner import eval_kernels as E
 
         self.edges = E.compact_edges(
             np.ascontiguousarray(models.next_states, dtype=np.int64),
@@ -227,14 +227,14 @@ class Evaluator:
         :func:`~distill_agents.row_kernels.dense_table` views dense logits as one), ``sel``
         which of them (default ``0 .. n - 1``). ``points`` (the evaluation points) is not needed
         for exact values. Computed by the compiled
-        :func:`distill_agents._eval_kernels.evaluate_students` (the values of
+        :func:`distill_agents.runner.eval_kernels.evaluate_students` (the values of
         :meth:`students_planning` to rounding); a student it cannot evaluate (its episodes may
         not end) goes through :meth:`students_planning`, which raises the error.
 
         Raises:
             ValueError: a student whose episodes do not end (no exact values).
         """
-        from distill_agents import _eval_kernels as E
+        from distill_agents.runner import eval_kernels as E
 
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         n = idx.size
@@ -314,7 +314,7 @@ class MonteCarloEvaluator:
     """Monte Carlo estimates of the metrics, in place of :class:`Evaluator`'s exact values.
 
     ``n_episodes`` episodes per control policy and evaluation
-    (:func:`distill_agents._eval_kernels.monte_carlo_students`), sampled from the vector env's
+    (:func:`distill_agents.runner.eval_kernels.monte_carlo_students`), sampled from the vector env's
     outcome tables with a stream per (MDP, evaluation point) derived from the run's seed
     (:data:`MC_STREAM`), so the estimates do not depend on chunks either and never touch the
     training streams.
@@ -352,7 +352,7 @@ class MonteCarloEvaluator:
         need: Any,
         control: int,
     ) -> NDArray[np.float64]:
-        from distill_agents import _eval_kernels as E
+        from distill_agents.runner import eval_kernels as E
 
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         out = np.zeros((idx.size, 4))
