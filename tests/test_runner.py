@@ -83,7 +83,8 @@ EXACT_CASES = [
 
 
 @pytest.mark.parametrize(("family", "env_kw", "method", "kwargs"), EXACT_CASES)
-def test_each_mdp_learns_exactly_as_single_env_distill(family, env_kw, method, kwargs):
+@pytest.mark.parametrize("loop", R.LOOPS)
+def test_each_mdp_learns_exactly_as_single_env_distill(family, env_kw, method, kwargs, loop):
     # With deterministic moves (noise 0) the vector env and the single env turn the same
     # uniforms into the same outcomes, so the per-MDP streams make the two paths identical.
     if family == "grid":
@@ -91,7 +92,14 @@ def test_each_mdp_learns_exactly_as_single_env_distill(family, env_kw, method, k
     else:
         teachers = chain_teachers(3)
     result = R.run_distillation(
-        teachers, method, iterations=60, eval_every=20, seed=5, keep_students=True, **kwargs
+        teachers,
+        method,
+        iterations=60,
+        eval_every=20,
+        seed=5,
+        keep_students=True,
+        loop=loop,
+        **kwargs,
     )
     for i in range(teachers.n_mdps):
         single = distill(
@@ -186,7 +194,7 @@ def _assert_same(a: R.RunResult, b: R.RunResult) -> None:
 
 def test_results_do_not_depend_on_chunks_splits_or_compaction(grids, monkeypatch):
     part = subset(grids, 0, 7)
-    kw = {"iterations": 40, "eval_every": 10, "seed": 3, "keep_students": True}
+    kw = {"iterations": 40, "eval_every": 10, "seed": 3, "keep_students": True, "loop": "vector"}
     method = "on_policy_distill+R"
     whole = R.run_distillation(part, method, chunk_size=7, compact=False, **kw)
     assert whole.env_builds == 1
@@ -226,17 +234,17 @@ def test_compiled_loop_gives_the_vector_loops_students_bit_for_bit(
 ):
     teachers = grid_teachers(9, seed=21, **env_kw) if family == "grid" else chain_teachers(4)
     kw = {"iterations": 50, "eval_every": 10, "seed": 2, "keep_students": True, **kwargs}
-    vector = R.run_distillation(teachers, method, chunk_size=4, **kw)
+    vector = R.run_distillation(teachers, method, chunk_size=4, loop="vector", **kw)
     # Tiny buffers (refills mid-run, every few episodes) and a short time limit (truncated
     # episodes): still the same uniforms in the same order, so the same students.
     monkeypatch.setattr(runner_chunks, "COMPILED_BUFFER", 64)
-    compiled = R.run_distillation(teachers, method, loop="compiled", **kw)
+    compiled = R.run_distillation(teachers, method, **kw)  # the default loop
     _assert_same(vector, compiled)
     assert compiled.step_calls == 0 and vector.step_calls > 0
     short = {**kw, "max_episode_steps": 7}
     _assert_same(
-        R.run_distillation(teachers, method, **short),
-        R.run_distillation(teachers, method, loop="compiled", chunk_size=5, **short),
+        R.run_distillation(teachers, method, loop="vector", **short),
+        R.run_distillation(teachers, method, chunk_size=5, **short),
     )
 
 
@@ -261,13 +269,11 @@ def test_a_group_trains_each_student_as_its_own_run_would(grids, method, kwargs,
     kw = {"iterations": 60, "eval_every": 20, "seed": 4, "keep_students": True, **kwargs}
     monkeypatch.setattr(runner_chunks, "COMPILED_BUFFER", 64)  # refills mid-run
     seen: list[int] = []
-    together = R.run_distillation_group(
-        group, method, loop="compiled", chunk_size=4, progress=seen.append, **kw
-    )
+    together = R.run_distillation_group(group, method, chunk_size=4, progress=seen.append, **kw)
     assert sum(seen) == len(group) * 9 * 60
     assert len(together) == len(group)
     for teachers, result in zip(group, together, strict=True):
-        _assert_same(R.run_distillation(teachers, method, loop="compiled", **kw), result)
+        _assert_same(R.run_distillation(teachers, method, **kw), result)
         assert result.settings["group_size"] == len(group)
     # The students differ (they learn from different teachers).
     assert not np.array_equal(together[0].logits, together[1].logits)
@@ -278,7 +284,7 @@ def test_a_group_refuses_what_it_cannot_share(grids):
 
     part = subset(grids, 0, 3)
     other = noisy_teachers(part, 0.5, seed=1)
-    kw = {"iterations": 2, "eval_every": 1, "loop": "compiled"}
+    kw = {"iterations": 2, "eval_every": 1}
     with pytest.raises(ValueError, match="depends on the student"):
         R.run_distillation_group([part, other], "on_policy_distill", control="student", **kw)
     with pytest.raises(ValueError, match="depends on the student"):
@@ -307,7 +313,6 @@ def test_compiled_loop_reports_progress_and_rejects_unknown_loops(grids):
         "on_policy_distill",
         iterations=12,
         eval_every=4,
-        loop="compiled",
         progress=seen.append,
     )
     assert sum(seen) == 3 * 12
@@ -362,10 +367,11 @@ def test_snapshots_are_taken_exactly_at_the_evaluation_points(grids):
     part = subset(grids, 0, 5)
     np.testing.assert_array_equal(R.eval_iterations(10, 4), [0, 4, 8, 10])
     np.testing.assert_array_equal(R.eval_iterations(8, 4), [0, 4, 8])
-    long = R.run_distillation(part, "n_distill", iterations=10, eval_every=4, seed=4)
+    kw = {"seed": 4, "loop": "vector"}  # the vector loop's snapshot slots
+    long = R.run_distillation(part, "n_distill", iterations=10, eval_every=4, **kw)
     assert long.metrics["return"].shape == (5, 4)
     for column, its in enumerate([4, 8, 10]):
-        short = R.run_distillation(part, "n_distill", iterations=its, eval_every=its, seed=4)
+        short = R.run_distillation(part, "n_distill", iterations=its, eval_every=its, **kw)
         # Per-MDP streams: the first `its` episodes of the long run are the short run's.
         np.testing.assert_array_equal(
             long.metrics["return"][:, column + 1], short.metrics["return"][:, -1]
@@ -376,9 +382,10 @@ def test_early_evaluation_points_are_extra_columns_of_the_same_run(grids):
     part = subset(grids, 0, 3)
     assert R.early_iterations(1000, 30_000) == (10, 20, 50, 100, 200, 500)
     assert R.early_iterations(100, 3000) == (10, 20, 50) and R.early_iterations(10, 300) == ()
-    plain = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2)
+    plain = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2,
+                               loop="vector")  # fmt: skip
     early = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2,
-                               eval_at=(10, 20, 30), loop="compiled")  # fmt: skip
+                               eval_at=(10, 20, 30))  # fmt: skip
     np.testing.assert_array_equal(early.eval_iterations, [0, 10, 20, 30, 60])
     # Evaluating more often changes no learning: the regular columns are the same numbers.
     np.testing.assert_array_equal(early.metrics["return"][:, [0, 3, 4]], plain.metrics["return"])
@@ -419,7 +426,12 @@ def test_progress_counts_every_episode(grids):
     part = subset(grids, 0, 4)
     counts: list[int] = []
     R.run_distillation(
-        part, "on_policy_distill", iterations=15, eval_every=15, progress=counts.append
+        part,
+        "on_policy_distill",
+        iterations=15,
+        eval_every=15,
+        progress=counts.append,
+        loop="vector",
     )
     assert sum(counts) == 4 * 15
 
@@ -581,8 +593,8 @@ def test_compiled_evaluation_hands_students_that_never_end_to_planning():
 def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
     part = subset(grids, 0, 4)
     kw = {"iterations": 30, "eval_every": 15, "seed": 1, "metrics": R.METRICS}
-    exact = R.run_distillation(part, "on_policy_distill", loop="compiled", **kw)
-    mc = R.run_distillation(part, "on_policy_distill", loop="compiled", mc_episodes=3000, **kw)
+    exact = R.run_distillation(part, "on_policy_distill", **kw)
+    mc = R.run_distillation(part, "on_policy_distill", mc_episodes=3000, **kw)
     assert mc.settings["evaluation"] == "monte_carlo:3000"
     for name in R.METRICS:
         # Per-episode sums have a spread of about their size: 3000 episodes give ~2% error.
@@ -592,7 +604,9 @@ def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
     )
     assert not np.array_equal(mc.metrics["return"], exact.metrics["return"])
     # Streams per (MDP, evaluation point): chunking and the loop change no estimate.
-    again = R.run_distillation(part, "on_policy_distill", mc_episodes=3000, chunk_size=1, **kw)
+    again = R.run_distillation(
+        part, "on_policy_distill", mc_episodes=3000, chunk_size=1, loop="vector", **kw
+    )
     for name in R.METRICS:
         np.testing.assert_array_equal(again.metrics[name], mc.metrics[name])
     with pytest.raises(ValueError, match="mc_episodes must be an integer >= 1"):
@@ -633,7 +647,7 @@ def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch
     monkeypatch.setattr(runner_envs, "BUILT_CACHE_ENTRIES", 2)
     runner_envs.BUILT_CHUNKS.clear()
     part, other = subset(grids, 0, 4), subset(grids, 4, 8)
-    kw = {"iterations": 20, "eval_every": 10, "loop": "compiled", "keep_students": True}
+    kw = {"iterations": 20, "eval_every": 10, "keep_students": True}
     first = R.run_distillation(part, "on_policy_distill", metrics=R.METRICS, **kw)
     assert first.env_builds == 1
     again = R.run_distillation(part, "on_policy_distill", metrics=R.METRICS, **kw)
@@ -651,4 +665,5 @@ def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch
     R.run_distillation(part, "on_policy_distill", **kw)
     assert not runner_envs.BUILT_CHUNKS
     # The vector-env loop steps its own envs (a build each time).
-    assert R.run_distillation(part, "on_policy_distill", iterations=5, eval_every=5).env_builds == 1
+    vector = {"iterations": 5, "eval_every": 5, "loop": "vector"}
+    assert R.run_distillation(part, "on_policy_distill", **vector).env_builds == 1

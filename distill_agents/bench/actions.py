@@ -35,7 +35,7 @@ def bench_actions(
 
     ``n_mdps`` random 20x20 grids (layout seeds ``seed ..``) with ``n_actions`` set to each of
     ``action_counts`` (actions 4 and above leave the agent in place: the same layouts), optimal
-    (planned) teachers, ``iterations`` episodes of each method with ``loop="compiled"``
+    (planned) teachers, ``iterations`` episodes of each method with the compiled loop
     (evaluated at the start and the end only). Kernels are compiled on a tiny run first.
 
     Returns:
@@ -52,7 +52,7 @@ def bench_actions(
     for n_actions in action_counts:
         teachers, _ = grid_teachers(n_mdps, seed, {"n_actions": int(n_actions)})
         for method in methods:
-            kw: dict[str, Any] = {"eval_every": iterations, "seed": seed, "loop": "compiled"}
+            kw: dict[str, Any] = {"eval_every": iterations, "seed": seed}
             run_distillation(teachers.subset(0, 1), method, iterations=2, **kw)  # compile
             result = run_distillation(teachers, method, iterations=iterations, **kw)
             train = result.train_seconds

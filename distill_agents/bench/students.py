@@ -108,14 +108,15 @@ def bench_students(
     """The student runner against a plain compiled loop, on the same MDPs and teachers.
 
     On ``n_mdps`` random 20x20 grids with optimal (planned) teachers, trains ``method`` for
-    ``iterations`` episodes per MDP with :func:`run_distillation` (evaluating only at the start
-    and the end) and with :func:`distill_agents.runner.loop_kernels.reference_loop` (one numba
-    function stepping the vector env's outcome tables and applying the same update kernel),
-    and with the runner's compiled loop (``loop="compiled"``, the same students), and reports the
-    rates in env-steps per second (the steps of the MDPs' episodes; idle and
-    autoreset steps of the vector env are reported apart). On the same MDPs it times
-    :func:`distill_agents.bench.yardsticks.q_learning_loop` for ``iterations`` episodes on all numba
-    threads (the yardstick of ``reproduce fig3``'s effective rate). Then
+    ``iterations`` episodes per MDP with :func:`run_distillation`'s vector-env loop
+    (``loop="vector"``, evaluating only at the start and the end), with its compiled loop (the
+    default, the same students) and with
+    :func:`distill_agents.runner.loop_kernels.reference_loop` (one numba function stepping the
+    vector env's outcome tables and applying the same update kernel), and reports the rates in
+    env-steps per second (the steps of the MDPs' episodes; idle and autoreset steps of the
+    vector env are reported apart). On the same MDPs it times
+    :func:`distill_agents.bench.yardsticks.q_learning_loop` for ``iterations`` episodes on all
+    numba threads (the yardstick of ``reproduce fig3``'s effective rate). Then
     :func:`bench_actions` with the ``action_*`` arguments, and the process's peak resident
     memory.
 
@@ -133,14 +134,14 @@ def bench_students(
     out["teacher_seconds"] = time.perf_counter() - t0
     # Warm-up: compile the kernels on a tiny run (compilation is not what is measured).
     small = teachers.subset(0, 2)
-    run_distillation(small, method, iterations=3, eval_every=3, seed=seed)
+    run_distillation(small, method, iterations=3, eval_every=3, seed=seed, loop="vector")
     tables = _reference_tables(models)
     outcomes, action_rows, terminal, initial_cum, key_of_state = tables
     head = (outcomes[:2], action_rows, terminal[:2], initial_cum[:2], key_of_state[:2])
     _reference_run(head, small, method, 3, seed)
 
     result = run_distillation(
-        teachers, method, iterations=iterations, eval_every=iterations, seed=seed
+        teachers, method, iterations=iterations, eval_every=iterations, seed=seed, loop="vector"
     )
     runner_steps = int(result.env_steps.sum())
     train_s = result.train_seconds
@@ -159,7 +160,7 @@ def bench_students(
         teacher_return=float(np.mean(result.teacher_metrics["return"])),
     )
     compiled = run_distillation(
-        teachers, method, iterations=iterations, eval_every=iterations, seed=seed, loop="compiled"
+        teachers, method, iterations=iterations, eval_every=iterations, seed=seed
     )
     compiled_train = compiled.train_seconds
     out.update(

@@ -65,9 +65,9 @@ Evaluation
 
 Loops
     ``loop="vector"`` steps the vector env through ``reset``/``step`` (above);
-    ``loop="compiled"`` (what ``reproduce`` and ``distill`` use) runs each MDP's episodes in
-    one compiled function over the same vector env's outcome tables with the same per-MDP
-    uniforms, so it trains the same students bit for bit, several times faster.
+    ``loop="compiled"`` (the default) runs each MDP's episodes in one compiled function over
+    the same vector env's outcome tables with the same per-MDP uniforms, so it trains the same
+    students bit for bit, several times faster.
 
 Groups
     :func:`run_distillation_group` trains ``G`` students per MDP (one per set of teachers of

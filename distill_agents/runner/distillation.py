@@ -71,7 +71,7 @@ def run_distillation(
     compact: bool = True,
     parallel: bool | None = False,
     progress: bool | Callable[[int], None] = False,
-    loop: str = "vector",
+    loop: str = "compiled",
     mc_episodes: int | None = None,
     eval_at: Sequence[int] = (),
     kl_metric: str = "episode_sum",
@@ -107,12 +107,13 @@ def run_distillation(
             do not depend on it.
         progress: ``True`` for a progress bar (tqdm, on stderr), or a callable receiving the
             number of newly completed episodes.
-        loop: ``"vector"`` (default): step the vector env through ``reset``/``step``, one
-            Python round trip per step of all sub-envs; ``"compiled"``: one compiled loop per
-            chunk (:func:`distill_agents.runner.loop_kernels.run_mdps`) that steps each MDP
-            through the same vector env's outcome tables with the same uniforms: the same
-            numbers bit for bit (tested), several times faster (no lockstep, no idle
-            sub-envs, no round trips). ``step_calls`` is 0 with ``"compiled"``.
+        loop: ``"compiled"`` (default): one compiled loop per chunk
+            (:func:`distill_agents.runner.loop_kernels.run_mdps`) that steps each MDP through
+            the vector env's outcome tables with the per-MDP uniforms, several times faster
+            than ``"vector"`` (no lockstep, no idle sub-envs, no round trips; ``step_calls``
+            is 0); ``"vector"``: step the vector env through ``reset``/``step``, one Python
+            round trip per step of all sub-envs (with compaction). Both train the same
+            students, bit for bit (tested).
         mc_episodes: ``None`` (default): exact metrics; ``n``: Monte Carlo estimates from
             ``n`` episodes per control policy and evaluation (:class:`MonteCarloEvaluator`), for the
             teacher's return too.
@@ -153,7 +154,7 @@ def run_distillation_group(
             table sizes), e.g. one Q-learning run at several temperatures.
         method: a method id.
         kwargs: :func:`run_distillation`'s keyword arguments; ``loop`` must be
-            ``"compiled"``.
+            ``"compiled"`` (the default).
 
     Raises:
         ValueError: as :func:`run_distillation`; an empty group, teachers of other MDPs, a
