@@ -9,10 +9,12 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from distill_agents import methods as M
 from distill_agents import row_kernels as RK
@@ -245,16 +247,72 @@ def run_group(
         raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
     if mc_episodes is not None:
         mc_episodes = check_int("mc_episodes", mc_episodes, 1)
-    if kl_metric not in KL_METRICS:
-        raise ValueError(f"kl_metric must be one of {list(KL_METRICS)}, got {kl_metric!r}")
-    if kl_metric != "episode_sum" and mc_episodes is not None:
-        raise ValueError("kl_metric='step_mean' needs exact metrics (mc_episodes=None)")
+    _check_kl_metric(kl_metric, mc_episodes)
     iterations = check_int("iterations", iterations, 0)
     eval_every = check_int("eval_every", eval_every, 1)
     seed = check_int("seed", seed, 0)
     first_mdp = check_int("first_mdp", first_mdp, 0)
     if max_episode_steps is not None:
         max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
+    _check_step_sizes(lr, gamma)
+    metrics = _checked_metrics(metrics)
+    floored_log(np.ones(1), teacher_prob_floor)  # validates the floor
+    schedule = M.as_beta_schedule(beta)
+    beta_table = np.zeros(max(iterations, 1))
+    if code == M.CONTROL_MIXTURE:
+        beta_table[:iterations] = [M.beta_at(schedule, i, iterations) for i in range(iterations)]
+    chunk_size = _chunk_size(teachers, chunk_size, memory_budget)
+    builder = EnvBuilder(teachers, max_episode_steps, parallel)
+    points, eval_index = _evaluation_points(iterations, eval_every, eval_at)
+    total_episodes = len(group) * teachers.n_mdps * iterations
+    bar, callback = _progress_callback(progress, total_episodes, spec.id)
+    run = Run(
+        teachers=teachers, group=group, builder=builder, spec=spec, control=code, coef=coef,
+        codes=codes, lr=float(lr), gamma=float(gamma), seed=seed, first_mdp=first_mdp,
+        iterations=iterations, eval_index=eval_index, n_evals=int(points.size),
+        beta_table=beta_table, metrics=metrics, floor=float(teacher_prob_floor),
+        compact=bool(compact), progress=callback, compiled=loop == "compiled",
+        mc_episodes=mc_episodes, kl_per_step=kl_metric == "step_mean",
+    )  # fmt: skip
+    try:
+        trained = _train_chunks(run, chunk_size, int(points.size), keep_students)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    common = {
+        "method": spec.id,
+        "control": control_name,
+        "critic": mode,
+        "lr": float(lr),
+        "gamma": float(gamma),
+        "seed": seed,
+        "first_mdp": first_mdp,
+        "n_mdps": teachers.n_mdps,
+        "iterations": iterations,
+        "eval_every": eval_every,
+        "beta": _describe_beta(schedule) if code == M.CONTROL_MIXTURE else None,
+        "distill_loss": distill_loss,
+        "teacher_prob_floor": float(teacher_prob_floor),
+        "metrics": list(metrics),
+        "evaluation": "exact" if mc_episodes is None else f"monte_carlo:{mc_episodes}",
+        **({"kl_metric": kl_metric} if kl_metric != "episode_sum" else {}),
+        "chunk_size": chunk_size,
+        "max_episode_steps": max_episode_steps,
+    }
+    return [
+        _result(run, trained, g, member, common, points, wall) for g, member in enumerate(group)
+    ]
+
+
+def _check_kl_metric(kl_metric: str, mc_episodes: int | None) -> None:
+    if kl_metric not in KL_METRICS:
+        raise ValueError(f"kl_metric must be one of {list(KL_METRICS)}, got {kl_metric!r}")
+    if kl_metric != "episode_sum" and mc_episodes is not None:
+        raise ValueError("kl_metric='step_mean' needs exact metrics (mc_episodes=None)")
+
+
+def _check_step_sizes(lr: float, gamma: float) -> None:
     if (
         isinstance(lr, bool)
         or not isinstance(lr, (int, float))
@@ -263,18 +321,21 @@ def run_group(
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+
+
+def _checked_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    """``metrics`` as a tuple of distinct names of :data:`METRICS` (a single name allowed)."""
     if isinstance(metrics, str):
         metrics = (metrics,)
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if not metrics or unknown or len(set(metrics)) != len(metrics):
         raise ValueError(f"metrics must be distinct names from {METRICS}, got {metrics!r}")
-    floored_log(np.ones(1), teacher_prob_floor)  # validates the floor
-    schedule = M.as_beta_schedule(beta)
-    beta_table = np.zeros(max(iterations, 1))
-    if code == M.CONTROL_MIXTURE:
-        beta_table[:iterations] = [M.beta_at(schedule, i, iterations) for i in range(iterations)]
-    n_mdps = teachers.n_mdps
+    return metrics
+
+
+def _chunk_size(teachers: Teachers, chunk_size: int | None, memory_budget: float) -> int:
+    """``chunk_size``, or the MDPs of ``teachers`` that fit in ``memory_budget`` bytes."""
     if chunk_size is None:
         if isinstance(memory_budget, bool) or not memory_budget > 0:
             raise ValueError(f"memory_budget must be a positive number, got {memory_budget!r}")
@@ -284,123 +345,130 @@ def run_group(
             n_states=teachers.n_index,
             tables_per_mdp=TABLES_PER_MDP,
         )
-    chunk_size = check_int("chunk_size", chunk_size, 1)
-    builder = EnvBuilder(teachers, max_episode_steps, parallel)
+    return check_int("chunk_size", chunk_size, 1)
+
+
+def _evaluation_points(
+    iterations: int, eval_every: int, eval_at: Sequence[int]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The evaluation iterations ``[E]`` and, per iteration ``0 .. iterations``, its column."""
     extra = [check_int("eval_at", i, 0) for i in eval_at]
     if any(i > iterations for i in extra):
         raise ValueError(f"eval_at must hold iterations in [0, {iterations}], got {list(eval_at)}")
     points = eval_iterations(iterations, eval_every, extra)
     eval_index = np.full(iterations + 1, -1, dtype=np.int64)
     eval_index[points] = np.arange(points.size)
+    return points, eval_index
 
-    bar = None
-    callback: Callable[[int], None] | None = None
+
+def _progress_callback(
+    progress: bool | Callable[[int], None], total: int, desc: str
+) -> tuple[Any, Callable[[int], None] | None]:
+    """``(tqdm bar or None, callback or None)`` for :func:`run_distillation`'s ``progress``."""
     if progress is True:
         from tqdm import tqdm
 
-        bar = tqdm(
-            total=len(group) * n_mdps * iterations, unit="episode", unit_scale=True, desc=spec.id
-        )
-        callback = bar.update
-    elif callable(progress):
-        callback = progress
-    elif progress is not False:
+        bar = tqdm(total=total, unit="episode", unit_scale=True, desc=desc)
+        return bar, bar.update
+    if callable(progress):
+        return None, progress
+    if progress is not False:
         raise ValueError(f"progress must be True, False or a callable, got {progress!r}")
+    return None, None
 
-    run = Run(
-        teachers=teachers, group=group, builder=builder, spec=spec, control=code, coef=coef,
-        codes=codes, lr=float(lr), gamma=float(gamma), seed=seed, first_mdp=first_mdp,
-        iterations=iterations, eval_index=eval_index, n_evals=int(points.size),
-        beta_table=beta_table, metrics=metrics, floor=float(teacher_prob_floor),
-        compact=bool(compact), progress=callback, compiled=loop == "compiled",
-        mc_episodes=mc_episodes, kl_per_step=kl_metric == "step_mean",
-    )  # fmt: skip
-    n_group = len(group)
-    student_metrics = [{name: np.empty((n_mdps, points.size)) for name in metrics} for _ in group]
-    teacher_metrics = [{name: np.empty(n_mdps) for name in metrics} for _ in group]
-    env_steps = np.zeros(n_mdps, dtype=np.int64)
-    logits = np.zeros((n_group, *teachers.probs.shape)) if keep_students else None
-    critics = np.zeros((n_group, *teachers.probs.shape[:2])) if keep_students else None
-    try:
-        for start in range(0, n_mdps, chunk_size):
-            stop = min(n_mdps, start + chunk_size)
-            chunk = Chunk(run, start, stop)
-            chunk.run_chunk()
-            for g in range(n_group):
-                for name in metrics:
-                    student_metrics[g][name][start:stop] = chunk.g_metrics[g][name]
-                    teacher_metrics[g][name][start:stop] = chunk.g_teacher_metrics[g][name]
-            env_steps[start:stop] = chunk.mdp_state[:, K.STEPS]
-            if logits is not None and critics is not None:
-                logits[:, start:stop] = chunk.dense_logits()
-                critics[:, start:stop] = chunk.g_critic
-            del chunk
-    finally:
-        if bar is not None:
-            bar.close()
-    if logits is not None and not np.all(np.isfinite(logits)):
+
+@dataclass
+class _Trained:
+    """What the chunks of one run leave: per group member ``g``, ``[B, ...]`` arrays."""
+
+    student_metrics: list[dict[str, NDArray[np.float64]]]
+    teacher_metrics: list[dict[str, NDArray[np.float64]]]
+    env_steps: NDArray[np.int64]
+    logits: NDArray[np.float64] | None
+    critics: NDArray[np.float64] | None
+
+
+def _train_chunks(run: Run, chunk_size: int, n_points: int, keep_students: bool) -> _Trained:
+    """Train the run's MDPs chunk by chunk and gather the chunks' numbers."""
+    teachers, metrics = run.teachers, run.metrics
+    n_mdps, n_group = teachers.n_mdps, len(run.group)
+    out = _Trained(
+        student_metrics=[
+            {name: np.empty((n_mdps, n_points)) for name in metrics} for _ in range(n_group)
+        ],
+        teacher_metrics=[{name: np.empty(n_mdps) for name in metrics} for _ in range(n_group)],
+        env_steps=np.zeros(n_mdps, dtype=np.int64),
+        logits=np.zeros((n_group, *teachers.probs.shape)) if keep_students else None,
+        critics=np.zeros((n_group, *teachers.probs.shape[:2])) if keep_students else None,
+    )
+    for start in range(0, n_mdps, chunk_size):
+        stop = min(n_mdps, start + chunk_size)
+        chunk = Chunk(run, start, stop)
+        chunk.run_chunk()
+        for g in range(n_group):
+            for name in metrics:
+                out.student_metrics[g][name][start:stop] = chunk.g_metrics[g][name]
+                out.teacher_metrics[g][name][start:stop] = chunk.g_teacher_metrics[g][name]
+        out.env_steps[start:stop] = chunk.mdp_state[:, K.STEPS]
+        if out.logits is not None and out.critics is not None:
+            out.logits[:, start:stop] = chunk.dense_logits()
+            out.critics[:, start:stop] = chunk.g_critic
+        del chunk
+    if out.logits is not None and not np.all(np.isfinite(out.logits)):
         raise FloatingPointError("a student's logits diverged (non-finite); lower lr")
-    wall = time.perf_counter() - t0
-    results = []
-    for g, member in enumerate(group):
-        settings = {
-            "method": spec.id,
-            "control": control_name,
-            "critic": mode,
-            "lr": float(lr),
-            "gamma": float(gamma),
-            "seed": seed,
-            "first_mdp": first_mdp,
-            "n_mdps": n_mdps,
-            "iterations": iterations,
-            "eval_every": eval_every,
-            "beta": _describe_beta(schedule) if code == M.CONTROL_MIXTURE else None,
-            "distill_loss": distill_loss,
-            "teacher_prob_floor": float(teacher_prob_floor),
-            "metrics": list(metrics),
-            "evaluation": "exact" if mc_episodes is None else f"monte_carlo:{mc_episodes}",
-            **({"kl_metric": kl_metric} if kl_metric != "episode_sum" else {}),
-            "chunk_size": chunk_size,
-            "max_episode_steps": max_episode_steps,
-            "env_id": member.env_id,
-            "env_kwargs": dict(member.env_kwargs),
-            "teacher_kind": member.kind,
-            "teacher_temperature": member.temperature,
-            "teacher_noise": member.noise,
-            **({"group_size": n_group} if n_group > 1 else {}),
-        }
-        # In a group, the times and counts are the whole group's (its students share them).
-        results.append(
-            RunResult(
-                method=spec.id,
-                control=control_name,
-                iterations=iterations,
-                eval_every=eval_every,
-                eval_iterations=points,
-                metrics=student_metrics[g],
-                teacher_metrics=teacher_metrics[g],
-                env_steps=env_steps.copy(),
-                mdp_indices=np.arange(first_mdp, first_mdp + n_mdps, dtype=np.int64),
-                layout_seeds=np.asarray(member.layout_seeds, dtype=np.int64).copy(),
-                n_indices=np.asarray(member.n_indices, dtype=np.int64).copy(),
-                settings=settings,
-                wall_seconds=wall,
-                step_calls=run.step_calls,
-                env_builds=run.env_builds,
-                sub_env_steps=run.sub_env_steps,
-                build_seconds=run.build_seconds,
-                eval_seconds=run.eval_seconds,
-                setup_seconds=run.setup_seconds,
-                logits=None if logits is None else logits[g],
-                critic=None if critics is None else critics[g],
-                row_work={
-                    "rows": int(run.row_counts[RK.COUNT_ROWS]),
-                    "entries": int(run.row_counts[RK.COUNT_ENTRIES]),
-                    "splits": int(run.row_counts[RK.COUNT_SPLITS]),
-                },
-            )
-        )
-    return results
+    return out
+
+
+def _result(
+    run: Run,
+    trained: _Trained,
+    g: int,
+    member: Teachers,
+    common: Mapping[str, Any],
+    points: NDArray[np.int64],
+    wall: float,
+) -> RunResult:
+    """Group member ``g``'s :class:`RunResult` (``member``: its teachers)."""
+    n_group = len(run.group)
+    settings = {
+        **common,
+        "env_id": member.env_id,
+        "env_kwargs": dict(member.env_kwargs),
+        "teacher_kind": member.kind,
+        "teacher_temperature": member.temperature,
+        "teacher_noise": member.noise,
+        **({"group_size": n_group} if n_group > 1 else {}),
+    }
+    first_mdp, n_mdps = run.first_mdp, run.teachers.n_mdps
+    # In a group, the times and counts are the whole group's (its students share them).
+    return RunResult(
+        method=run.spec.id,
+        control=str(common["control"]),
+        iterations=run.iterations,
+        eval_every=int(common["eval_every"]),
+        eval_iterations=points,
+        metrics=trained.student_metrics[g],
+        teacher_metrics=trained.teacher_metrics[g],
+        env_steps=trained.env_steps.copy(),
+        mdp_indices=np.arange(first_mdp, first_mdp + n_mdps, dtype=np.int64),
+        layout_seeds=np.asarray(member.layout_seeds, dtype=np.int64).copy(),
+        n_indices=np.asarray(member.n_indices, dtype=np.int64).copy(),
+        settings=settings,
+        wall_seconds=wall,
+        step_calls=run.step_calls,
+        env_builds=run.env_builds,
+        sub_env_steps=run.sub_env_steps,
+        build_seconds=run.build_seconds,
+        eval_seconds=run.eval_seconds,
+        setup_seconds=run.setup_seconds,
+        logits=None if trained.logits is None else trained.logits[g],
+        critic=None if trained.critics is None else trained.critics[g],
+        row_work={
+            "rows": int(run.row_counts[RK.COUNT_ROWS]),
+            "entries": int(run.row_counts[RK.COUNT_ENTRIES]),
+            "splits": int(run.row_counts[RK.COUNT_SPLITS]),
+        },
+    )
 
 
 def _describe_beta(schedule: Any) -> Any:
