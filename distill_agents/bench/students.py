@@ -17,6 +17,7 @@ from distill_agents.bench.grids import grid_teachers
 from distill_agents.runner import loop_kernels as K
 from distill_agents.runner.distillation import run_distillation
 from distill_agents.runner.evaluation import Evaluator
+from distill_agents.runner.result import RunResult
 from distill_agents.teachers import Teachers
 from distill_agents.updates import floored_log
 from gridworld_env.base import check_int
@@ -95,6 +96,67 @@ def _peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def _runner_rates(
+    teachers: Teachers, method: str, iterations: int, seed: int
+) -> tuple[dict[str, Any], RunResult]:
+    """Both loops of :func:`run_distillation` on ``teachers``: their rates, and the vector run."""
+    result = run_distillation(
+        teachers, method, iterations=iterations, eval_every=iterations, seed=seed, loop="vector"
+    )
+    runner_steps = int(result.env_steps.sum())
+    train_s = result.train_seconds
+    out: dict[str, Any] = dict(
+        runner_seconds=result.wall_seconds,
+        runner_env_steps=runner_steps,
+        runner_steps_per_s=runner_steps / result.wall_seconds,
+        runner_step_calls=result.step_calls,
+        runner_sub_env_steps=result.sub_env_steps,
+        runner_env_builds=result.env_builds,
+        runner_build_seconds=result.build_seconds,
+        runner_eval_seconds=result.eval_seconds,
+        runner_train_seconds=train_s,
+        runner_train_steps_per_s=runner_steps / train_s,
+        final_return=float(np.mean(result.metrics["return"][:, -1])),
+        teacher_return=float(np.mean(result.teacher_metrics["return"])),
+    )
+    compiled = run_distillation(
+        teachers, method, iterations=iterations, eval_every=iterations, seed=seed
+    )
+    compiled_train = compiled.train_seconds
+    out.update(
+        compiled_seconds=compiled.wall_seconds,
+        compiled_train_seconds=compiled_train,
+        compiled_steps_per_s=runner_steps / compiled.wall_seconds,
+        compiled_train_steps_per_s=runner_steps / compiled_train,
+        compiled_same_students=bool(
+            np.array_equal(compiled.env_steps, result.env_steps)
+            and np.array_equal(compiled.metrics["return"], result.metrics["return"])
+        ),
+    )
+    return out, result
+
+
+def _reference_rates(
+    tables: tuple[Any, ...],
+    models: Any,
+    teachers: Teachers,
+    method: str,
+    iterations: int,
+    seed: int,
+) -> tuple[float, dict[str, Any]]:
+    """The reference loop on ``teachers``' MDPs: its seconds, and its rate and final return."""
+    ref_seconds, ref_steps, ref_logits = _reference_run(tables, teachers, method, iterations, seed)
+    ref_return = Evaluator(models, teachers.probs, ("return",)).students(
+        np.arange(teachers.n_mdps), RK.dense_table(ref_logits)
+    )["return"]
+    return ref_seconds, {
+        "reference_seconds": ref_seconds,
+        "reference_env_steps": ref_steps,
+        "reference_final_return": float(np.mean(ref_return)),
+        "reference_steps_per_s": ref_steps / ref_seconds,
+    }
+
+
 def bench_students(
     n_mdps: int = 1000,
     iterations: int = 1000,
@@ -140,49 +202,10 @@ def bench_students(
     head = (outcomes[:2], action_rows, terminal[:2], initial_cum[:2], key_of_state[:2])
     _reference_run(head, small, method, 3, seed)
 
-    result = run_distillation(
-        teachers, method, iterations=iterations, eval_every=iterations, seed=seed, loop="vector"
-    )
-    runner_steps = int(result.env_steps.sum())
-    train_s = result.train_seconds
-    out.update(
-        runner_seconds=result.wall_seconds,
-        runner_env_steps=runner_steps,
-        runner_steps_per_s=runner_steps / result.wall_seconds,
-        runner_step_calls=result.step_calls,
-        runner_sub_env_steps=result.sub_env_steps,
-        runner_env_builds=result.env_builds,
-        runner_build_seconds=result.build_seconds,
-        runner_eval_seconds=result.eval_seconds,
-        runner_train_seconds=train_s,
-        runner_train_steps_per_s=runner_steps / train_s,
-        final_return=float(np.mean(result.metrics["return"][:, -1])),
-        teacher_return=float(np.mean(result.teacher_metrics["return"])),
-    )
-    compiled = run_distillation(
-        teachers, method, iterations=iterations, eval_every=iterations, seed=seed
-    )
-    compiled_train = compiled.train_seconds
-    out.update(
-        compiled_seconds=compiled.wall_seconds,
-        compiled_train_seconds=compiled_train,
-        compiled_steps_per_s=runner_steps / compiled.wall_seconds,
-        compiled_train_steps_per_s=runner_steps / compiled_train,
-        compiled_same_students=bool(
-            np.array_equal(compiled.env_steps, result.env_steps)
-            and np.array_equal(compiled.metrics["return"], result.metrics["return"])
-        ),
-    )
-    ref_seconds, ref_steps, ref_logits = _reference_run(tables, teachers, method, iterations, seed)
-    ref_return = Evaluator(models, teachers.probs, ("return",)).students(
-        np.arange(n_mdps), RK.dense_table(ref_logits)
-    )["return"]
-    out.update(
-        reference_seconds=ref_seconds,
-        reference_env_steps=ref_steps,
-        reference_final_return=float(np.mean(ref_return)),
-        reference_steps_per_s=ref_steps / ref_seconds,
-    )
+    runner, result = _runner_rates(teachers, method, iterations, seed)
+    out.update(runner)
+    ref_seconds, reference = _reference_rates(tables, models, teachers, method, iterations, seed)
+    out.update(reference)
     out["ratio"] = out["runner_steps_per_s"] / out["reference_steps_per_s"]
     out["train_ratio"] = out["runner_train_steps_per_s"] / out["reference_steps_per_s"]
     out["compiled_ratio"] = out["compiled_steps_per_s"] / out["reference_steps_per_s"]
@@ -192,7 +215,8 @@ def bench_students(
     per_mdp = 1000 / n_mdps
     scale = per_mdp * (30_000 / iterations)
     out["extrapolated_seconds_30k"] = {
-        "runner": train_s * scale + (result.build_seconds + result.eval_seconds) * per_mdp,
+        "runner": result.train_seconds * scale
+        + (result.build_seconds + result.eval_seconds) * per_mdp,
         "reference": ref_seconds * scale,
     }
 
