@@ -9,8 +9,12 @@ import pytest
 import gridworld_env  # noqa: F401 -- registers the environments
 from distill_agents import BetaSchedule, distill, planning
 from distill_agents import runner as R
+from distill_agents.bench.students import bench_students
 from distill_agents.results import summarize
 from distill_agents.row_kernels import dense_table
+from distill_agents.runner import chunks as runner_chunks
+from distill_agents.runner import envs as runner_envs
+from distill_agents.runner.evaluation import Evaluator
 from distill_agents.teachers import Teachers, planned_teachers
 
 SMALL = {"width": 6, "height": 6}
@@ -79,7 +83,8 @@ EXACT_CASES = [
 
 
 @pytest.mark.parametrize(("family", "env_kw", "method", "kwargs"), EXACT_CASES)
-def test_each_mdp_learns_exactly_as_single_env_distill(family, env_kw, method, kwargs):
+@pytest.mark.parametrize("loop", R.LOOPS)
+def test_each_mdp_learns_exactly_as_single_env_distill(family, env_kw, method, kwargs, loop):
     # With deterministic moves (noise 0) the vector env and the single env turn the same
     # uniforms into the same outcomes, so the per-MDP streams make the two paths identical.
     if family == "grid":
@@ -87,7 +92,14 @@ def test_each_mdp_learns_exactly_as_single_env_distill(family, env_kw, method, k
     else:
         teachers = chain_teachers(3)
     result = R.run_distillation(
-        teachers, method, iterations=60, eval_every=20, seed=5, keep_students=True, **kwargs
+        teachers,
+        method,
+        iterations=60,
+        eval_every=20,
+        seed=5,
+        keep_students=True,
+        loop=loop,
+        **kwargs,
     )
     for i in range(teachers.n_mdps):
         single = distill(
@@ -182,7 +194,7 @@ def _assert_same(a: R.RunResult, b: R.RunResult) -> None:
 
 def test_results_do_not_depend_on_chunks_splits_or_compaction(grids, monkeypatch):
     part = subset(grids, 0, 7)
-    kw = {"iterations": 40, "eval_every": 10, "seed": 3, "keep_students": True}
+    kw = {"iterations": 40, "eval_every": 10, "seed": 3, "keep_students": True, "loop": "vector"}
     method = "on_policy_distill+R"
     whole = R.run_distillation(part, method, chunk_size=7, compact=False, **kw)
     assert whole.env_builds == 1
@@ -195,9 +207,9 @@ def test_results_do_not_depend_on_chunks_splits_or_compaction(grids, monkeypatch
     ]
     _assert_same(whole, R.RunResult.concatenate(pieces))
     # Compaction at every opportunity: many vector envs, the same learning.
-    monkeypatch.setattr(R, "BUILD_COST", 0.0)
-    monkeypatch.setattr(R, "PLAN_EVERY", 1)
-    monkeypatch.setattr(R, "DRAIN_BELOW", 1.0)
+    monkeypatch.setattr(runner_chunks, "BUILD_COST", 0.0)
+    monkeypatch.setattr(runner_chunks, "PLAN_EVERY", 1)
+    monkeypatch.setattr(runner_chunks, "DRAIN_BELOW", 1.0)
     compacted = R.run_distillation(part, method, **kw)
     assert compacted.env_builds > 3
     _assert_same(whole, compacted)
@@ -222,17 +234,17 @@ def test_compiled_loop_gives_the_vector_loops_students_bit_for_bit(
 ):
     teachers = grid_teachers(9, seed=21, **env_kw) if family == "grid" else chain_teachers(4)
     kw = {"iterations": 50, "eval_every": 10, "seed": 2, "keep_students": True, **kwargs}
-    vector = R.run_distillation(teachers, method, chunk_size=4, **kw)
+    vector = R.run_distillation(teachers, method, chunk_size=4, loop="vector", **kw)
     # Tiny buffers (refills mid-run, every few episodes) and a short time limit (truncated
     # episodes): still the same uniforms in the same order, so the same students.
-    monkeypatch.setattr(R, "COMPILED_BUFFER", 64)
-    compiled = R.run_distillation(teachers, method, loop="compiled", **kw)
+    monkeypatch.setattr(runner_chunks, "COMPILED_BUFFER", 64)
+    compiled = R.run_distillation(teachers, method, **kw)  # the default loop
     _assert_same(vector, compiled)
     assert compiled.step_calls == 0 and vector.step_calls > 0
     short = {**kw, "max_episode_steps": 7}
     _assert_same(
-        R.run_distillation(teachers, method, **short),
-        R.run_distillation(teachers, method, loop="compiled", chunk_size=5, **short),
+        R.run_distillation(teachers, method, loop="vector", **short),
+        R.run_distillation(teachers, method, chunk_size=5, **short),
     )
 
 
@@ -255,15 +267,13 @@ def test_a_group_trains_each_student_as_its_own_run_would(grids, method, kwargs,
     else:
         group = [part, noisy_teachers(part, 0.3, seed=1), noisy_teachers(part, 0.6, seed=2)]
     kw = {"iterations": 60, "eval_every": 20, "seed": 4, "keep_students": True, **kwargs}
-    monkeypatch.setattr(R, "COMPILED_BUFFER", 64)  # refills mid-run
+    monkeypatch.setattr(runner_chunks, "COMPILED_BUFFER", 64)  # refills mid-run
     seen: list[int] = []
-    together = R.run_distillation_group(
-        group, method, loop="compiled", chunk_size=4, progress=seen.append, **kw
-    )
+    together = R.run_distillation_group(group, method, chunk_size=4, progress=seen.append, **kw)
     assert sum(seen) == len(group) * 9 * 60
     assert len(together) == len(group)
     for teachers, result in zip(group, together, strict=True):
-        _assert_same(R.run_distillation(teachers, method, loop="compiled", **kw), result)
+        _assert_same(R.run_distillation(teachers, method, **kw), result)
         assert result.settings["group_size"] == len(group)
     # The students differ (they learn from different teachers).
     assert not np.array_equal(together[0].logits, together[1].logits)
@@ -274,7 +284,7 @@ def test_a_group_refuses_what_it_cannot_share(grids):
 
     part = subset(grids, 0, 3)
     other = noisy_teachers(part, 0.5, seed=1)
-    kw = {"iterations": 2, "eval_every": 1, "loop": "compiled"}
+    kw = {"iterations": 2, "eval_every": 1}
     with pytest.raises(ValueError, match="depends on the student"):
         R.run_distillation_group([part, other], "on_policy_distill", control="student", **kw)
     with pytest.raises(ValueError, match="depends on the student"):
@@ -303,7 +313,6 @@ def test_compiled_loop_reports_progress_and_rejects_unknown_loops(grids):
         "on_policy_distill",
         iterations=12,
         eval_every=4,
-        loop="compiled",
         progress=seen.append,
     )
     assert sum(seen) == 3 * 12
@@ -358,10 +367,11 @@ def test_snapshots_are_taken_exactly_at_the_evaluation_points(grids):
     part = subset(grids, 0, 5)
     np.testing.assert_array_equal(R.eval_iterations(10, 4), [0, 4, 8, 10])
     np.testing.assert_array_equal(R.eval_iterations(8, 4), [0, 4, 8])
-    long = R.run_distillation(part, "n_distill", iterations=10, eval_every=4, seed=4)
+    kw = {"seed": 4, "loop": "vector"}  # the vector loop's snapshot slots
+    long = R.run_distillation(part, "n_distill", iterations=10, eval_every=4, **kw)
     assert long.metrics["return"].shape == (5, 4)
     for column, its in enumerate([4, 8, 10]):
-        short = R.run_distillation(part, "n_distill", iterations=its, eval_every=its, seed=4)
+        short = R.run_distillation(part, "n_distill", iterations=its, eval_every=its, **kw)
         # Per-MDP streams: the first `its` episodes of the long run are the short run's.
         np.testing.assert_array_equal(
             long.metrics["return"][:, column + 1], short.metrics["return"][:, -1]
@@ -372,9 +382,10 @@ def test_early_evaluation_points_are_extra_columns_of_the_same_run(grids):
     part = subset(grids, 0, 3)
     assert R.early_iterations(1000, 30_000) == (10, 20, 50, 100, 200, 500)
     assert R.early_iterations(100, 3000) == (10, 20, 50) and R.early_iterations(10, 300) == ()
-    plain = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2)
+    plain = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2,
+                               loop="vector")  # fmt: skip
     early = R.run_distillation(part, "n_distill", iterations=60, eval_every=30, seed=2,
-                               eval_at=(10, 20, 30), loop="compiled")  # fmt: skip
+                               eval_at=(10, 20, 30))  # fmt: skip
     np.testing.assert_array_equal(early.eval_iterations, [0, 10, 20, 30, 60])
     # Evaluating more often changes no learning: the regular columns are the same numbers.
     np.testing.assert_array_equal(early.metrics["return"][:, [0, 3, 4]], plain.metrics["return"])
@@ -415,7 +426,12 @@ def test_progress_counts_every_episode(grids):
     part = subset(grids, 0, 4)
     counts: list[int] = []
     R.run_distillation(
-        part, "on_policy_distill", iterations=15, eval_every=15, progress=counts.append
+        part,
+        "on_policy_distill",
+        iterations=15,
+        eval_every=15,
+        progress=counts.append,
+        loop="vector",
     )
     assert sum(counts) == 4 * 15
 
@@ -496,7 +512,7 @@ def test_mdp_seed_is_a_function_of_seed_and_index():
 
 
 def test_bench_students_runs_and_both_loops_learn():
-    out = R.bench_students(
+    out = bench_students(
         n_mdps=4, iterations=30, action_counts=(4, 400), action_mdps=2, action_iterations=20,
         action_methods=("on_policy_distill", "baseline"),
     )  # fmt: skip
@@ -529,8 +545,8 @@ def test_bench_students_runs_and_both_loops_learn():
 )  # fmt: skip
 def test_compiled_evaluation_matches_the_planning_path(family, env_kw):
     teachers = grid_teachers(6, seed=31, **env_kw) if family == "grid" else chain_teachers(3)
-    envs = R._EnvBuilder(teachers, None, False).make(np.arange(teachers.n_mdps))
-    evaluator = R._Evaluator(envs.models, teachers.probs, R.METRICS)
+    envs = runner_envs.EnvBuilder(teachers, None, False).make(np.arange(teachers.n_mdps))
+    evaluator = Evaluator(envs.models, teachers.probs, R.METRICS)
     logits = np.random.default_rng(0).normal(scale=3.0, size=teachers.probs.shape)
     idx = np.array([2, 0, 1, 1] if family == "chain" else [5, 0, 3, 3, 1])
     # Student 0 copies its (optimal, deterministic) teacher with probabilities exp(-1000) = 0
@@ -552,8 +568,8 @@ def test_compiled_evaluation_hands_students_that_never_end_to_planning():
         observation="index", **kw,
     )  # fmt: skip
     teachers = planned_teachers(envs.models, env_id="DistillGrid-v0", env_kwargs=kw)
-    envs = R._EnvBuilder(teachers, None, False).make(np.arange(2))
-    evaluator = R._Evaluator(envs.models, teachers.probs, ("return",))
+    envs = runner_envs.EnvBuilder(teachers, None, False).make(np.arange(2))
+    evaluator = Evaluator(envs.models, teachers.probs, ("return",))
     logits = np.zeros(teachers.probs.shape)
     np.testing.assert_allclose(
         evaluator.students(np.arange(2), dense_table(logits))["return"],
@@ -577,8 +593,8 @@ def test_compiled_evaluation_hands_students_that_never_end_to_planning():
 def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
     part = subset(grids, 0, 4)
     kw = {"iterations": 30, "eval_every": 15, "seed": 1, "metrics": R.METRICS}
-    exact = R.run_distillation(part, "on_policy_distill", loop="compiled", **kw)
-    mc = R.run_distillation(part, "on_policy_distill", loop="compiled", mc_episodes=3000, **kw)
+    exact = R.run_distillation(part, "on_policy_distill", **kw)
+    mc = R.run_distillation(part, "on_policy_distill", mc_episodes=3000, **kw)
     assert mc.settings["evaluation"] == "monte_carlo:3000"
     for name in R.METRICS:
         # Per-episode sums have a spread of about their size: 3000 episodes give ~2% error.
@@ -588,7 +604,9 @@ def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
     )
     assert not np.array_equal(mc.metrics["return"], exact.metrics["return"])
     # Streams per (MDP, evaluation point): chunking and the loop change no estimate.
-    again = R.run_distillation(part, "on_policy_distill", mc_episodes=3000, chunk_size=1, **kw)
+    again = R.run_distillation(
+        part, "on_policy_distill", mc_episodes=3000, chunk_size=1, loop="vector", **kw
+    )
     for name in R.METRICS:
         np.testing.assert_array_equal(again.metrics[name], mc.metrics[name])
     with pytest.raises(ValueError, match="mc_episodes must be an integer >= 1"):
@@ -598,7 +616,7 @@ def test_monte_carlo_evaluation_estimates_the_exact_metrics(grids):
 def test_bench_prints_the_student_runners_lines():
     from distill_agents import bench
 
-    out = R.bench_students(n_mdps=3, iterations=20, action_mdps=0)
+    out = bench_students(n_mdps=3, iterations=20, action_mdps=0)
     text = bench.format_students(out)
     assert "vector-env loop" in text and "compiled loop" in text
     assert f"{out['compiled_ratio']:.2f}x" in text and "same students in both loops: True" in text
@@ -626,25 +644,26 @@ def test_the_action_count_table_has_a_column_per_count():
 
 
 def test_compiled_runs_on_the_same_mdps_reuse_the_last_builds(grids, monkeypatch):
-    monkeypatch.setattr(R, "BUILT_CACHE_ENTRIES", 2)
-    R._BUILT.clear()
+    monkeypatch.setattr(runner_envs, "BUILT_CACHE_ENTRIES", 2)
+    runner_envs.BUILT_CHUNKS.clear()
     part, other = subset(grids, 0, 4), subset(grids, 4, 8)
-    kw = {"iterations": 20, "eval_every": 10, "loop": "compiled", "keep_students": True}
+    kw = {"iterations": 20, "eval_every": 10, "keep_students": True}
     first = R.run_distillation(part, "on_policy_distill", metrics=R.METRICS, **kw)
     assert first.env_builds == 1
     again = R.run_distillation(part, "on_policy_distill", metrics=R.METRICS, **kw)
     assert again.env_builds == 0  # kept
     _assert_same(first, again)
     assert R.run_distillation(other, "on_policy_distill", first_mdp=4, **kw).env_builds == 1
-    assert len(R._BUILT) == 2
+    assert len(runner_envs.BUILT_CHUNKS) == 2
     # Three other sets of MDPs: the oldest is dropped.
     R.run_distillation(subset(grids, 8, 10), "on_policy_distill", first_mdp=8, **kw)
-    assert len(R._BUILT) == 2
+    assert len(runner_envs.BUILT_CHUNKS) == 2
     assert R.run_distillation(part, "on_policy_distill", **kw).env_builds == 1
     # Builds larger than the budget are not kept.
-    monkeypatch.setattr(R, "BUILT_CACHE_BYTES", 0)
-    R._BUILT.clear()
+    monkeypatch.setattr(runner_envs, "BUILT_CACHE_BYTES", 0)
+    runner_envs.BUILT_CHUNKS.clear()
     R.run_distillation(part, "on_policy_distill", **kw)
-    assert not R._BUILT
+    assert not runner_envs.BUILT_CHUNKS
     # The vector-env loop steps its own envs (a build each time).
-    assert R.run_distillation(part, "on_policy_distill", iterations=5, eval_every=5).env_builds == 1
+    vector = {"iterations": 5, "eval_every": 5, "loop": "vector"}
+    assert R.run_distillation(part, "on_policy_distill", **vector).env_builds == 1

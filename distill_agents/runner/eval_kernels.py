@@ -1,7 +1,7 @@
 """Compiled (numba) exact evaluation of many tabular students at once (the runner's metrics).
 
 :func:`evaluate_students` computes, for each student given by its logits over table indices,
-what :class:`distill_agents.runner._Evaluator` otherwise computes through
+what :class:`distill_agents.runner.evaluation.Evaluator` otherwise computes through
 :mod:`distill_agents.planning` (row weights, reachability, the improper-policy check and the
 banded solve of the expected visits): the expected undiscounted return from the start and the
 expected per-episode sums of ``KL(pi || pi_theta)`` along the student's, the teacher's and the
@@ -23,11 +23,11 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from distill_agents._runner_kernels import next_uniform, sample_outcome
 from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNIFORM
 from distill_agents.numerics import exp
 from distill_agents.planning import banded_lu_solve
 from distill_agents.row_kernels import StudentTable
+from distill_agents.runner.loop_kernels import next_uniform, sample_outcome
 from distill_agents.updates import sample_control_action
 
 __all__ = [

@@ -1,0 +1,75 @@
+"""``distill-grid bench`` (and ``python -m distill_agents.bench``): print the benchmark tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from distill_agents.bench.envs import QUICK, BenchConfig, format_table, run
+from distill_agents.bench.report import format_students
+
+__all__ = ["bench_students_table", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print both tables; ``--quick`` uses small counts (a few seconds). Returns 0."""
+    parser = argparse.ArgumentParser(
+        prog="distill-grid bench",
+        description="Env-steps per second of DistillGrid-v0 against FrozenLake-v1 (SPEC 6).",
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts (a few seconds)")
+    parser.add_argument(
+        "--vector-envs", type=int, default=None, help="sub-envs of the native vector env"
+    )
+    parser.add_argument(
+        "--students",
+        action="store_true",
+        help="also the student runner (both loops) against plain compiled loops, and its cost "
+        "per env-step at |A| = 4, 40, 400 and 4000",
+    )
+    parser.add_argument(
+        "--fig3",
+        metavar="JSON",
+        default=None,
+        help="with --students: the fig3.json of a reproduce run, whose effective rate is set "
+        "against the Q-learning loop",
+    )
+    args = parser.parse_args(argv)
+    fig3 = None
+    if args.fig3 is not None:
+        try:
+            fig3 = json.loads(Path(args.fig3).read_text())
+            fig3 = {k: fig3[k] for k in ("env_steps", "wall_seconds", "settings")}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            parser.error(f"--fig3: not a reproduce summary ({err})")
+    config = QUICK if args.quick else BenchConfig()
+    if args.vector_envs is not None:
+        if args.vector_envs < 1:
+            parser.error("--vector-envs must be >= 1")
+        config = BenchConfig(**{**config.__dict__, "vector_envs": args.vector_envs})
+    results = run(config)
+    single, vector = results["single"], results["vector"]
+    print("(a) one environment, gym.make(...).step, random actions, reset on episode end")
+    print(format_table(single, single[-1]))
+    print()
+    print(
+        "(b) batched, random actions; ratios against Gymnasium's SyncVectorEnv "
+        "(env-steps = step calls x sub-envs)"
+    )
+    print(format_table(vector, vector[-1]))
+    if args.students:
+        print()
+        print(format_students(bench_students_table(quick=bool(args.quick)), fig3))
+    return 0
+
+
+def bench_students_table(quick: bool = False) -> dict[str, Any]:
+    """:func:`distill_agents.bench.students.bench_students` at the benchmark's size."""
+    from distill_agents.bench.students import bench_students
+
+    if quick:
+        return bench_students(n_mdps=50, iterations=200, action_mdps=2, action_iterations=100)
+    return bench_students(n_mdps=1000, iterations=2000, action_mdps=20, action_iterations=2000)
