@@ -28,7 +28,7 @@ __all__ = ["bench_students"]
 
 def _reference_tables(models: Any) -> tuple[Any, ...]:
     """The vector env's outcome tables, for the reference loop (``loop_kernels.reference_loop``)."""
-    from gridworld_env import _kernels as env_kernels
+    from gridworld_env import kernels as env_kernels
 
     b = models.n_envs
     outcomes = np.zeros(

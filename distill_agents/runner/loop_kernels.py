@@ -374,7 +374,7 @@ def sample_outcome(
 ) -> tuple[Any, float, Any]:  # pragma: no cover - compiled
     """The outcome of row ``row`` in state ``s`` of MDP ``m`` for the uniform ``u``.
 
-    As :mod:`gridworld_env._kernels` steps: the first outcome record with ``cum > u``.
+    As :mod:`gridworld_env.kernels` steps: the first outcome record with ``cum > u``.
 
     Returns:
         ``(next state, reward, observation key)`` (key -1: the previous observation stays).
@@ -405,7 +405,7 @@ def reference_loop(
     """The plain compiled loop: every MDP's episodes straight from the outcome tables.
 
     Per MDP, ``n_iter`` times: draw a start state from ``initial_cum``, then step the outcome
-    records (:mod:`gridworld_env._kernels` layout: outcomes sorted, cumulative ``cum``, the
+    records (:mod:`gridworld_env.kernels` layout: outcomes sorted, cumulative ``cum``, the
     first record with ``cum > u`` is taken) with actions of the control policy (each drawn
     from its row prepared afresh) until a terminal state or ``max_steps``, then the update
     (:func:`~distill_agents.row_kernels.episode_update_tables`). Uniforms come from a
