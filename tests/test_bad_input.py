@@ -39,8 +39,8 @@ from gridworld_env.vector import DistillChainVectorEnv, DistillGridVectorEnv
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*render_mode.*:UserWarning")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "## Bad input"
+README = Path(__file__).resolve().parents[1] / "docs" / "errors.md"  # the errors table page
+SECTION = "# Bad input: the errors table"
 HEADER = "| Entry point | Bad input | Error | Message (excerpt) |"
 
 Outcome = tuple[str, str]  # (error label, message)
