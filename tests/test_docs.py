@@ -76,3 +76,22 @@ def test_tutorial_runs_and_plots_both_methods(tmp_path: Path, monkeypatch: pytes
     rows = read_csv(tmp_path / "tutorial.csv")
     assert {row.method for row in rows} == {"teacher_distill", "on_policy_distill"}
     assert (tmp_path / "tutorial.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nav_lists_every_page_and_only_existing_ones() -> None:
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    nav = re.findall(r":\s+(\S+\.md)\s*$", config, flags=re.MULTILINE)
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert len(nav) == len(set(nav))
+    assert set(nav) == pages
+
+
+def test_readme_keeps_the_two_commands_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    main_job = "pip install -e . && distill-grid reproduce fig3 --quick --out results"
+    test_cmd = 'pip install torch==2.13.0 && pip install -e ".[dev,sb3,ray]" && python -m pytest'
+    assert readme.index(main_job) < readme.index(test_cmd) < 20
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert test_cmd in ci
+    assert 'mkdocs build --strict --site-dir "$(mktemp -d)"' in ci
+    assert len(readme) <= 200
