@@ -1,13 +1,14 @@
-"""Bad input, one test per row of the README's "Bad input" table (SPEC 7).
+"""Bad input, one test per row of the errors table in docs/errors.md (SPEC 7).
 
 Each :class:`Case` is one row: the entry point, the bad input, the error (an exception class
 name, ``exit 2`` for the command line, or ``note, recomputed``) and an excerpt of the message.
 ``test_bad_input`` runs the case and checks the error type, that the excerpt is in the message
 and that the message is one line; for the command line also that stderr is exactly one line,
-with no traceback. ``test_readme_table_matches_the_cases`` checks that the README's table and
+with no traceback. ``test_readme_table_matches_the_cases`` checks that docs/errors.md's table and
 :data:`CASES` are the same rows, in the same order, so that they cannot drift apart.
 
-Print the table for the README with ``python tests/test_bad_input.py``.
+Print the table with ``python tests/test_bad_input.py``; ``python scripts/errors_table.py --write``
+puts it into the page.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from gridworld_env.vector import DistillChainVectorEnv, DistillGridVectorEnv
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*render_mode.*:UserWarning")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "## Bad input"
+README = Path(__file__).resolve().parents[1] / "docs" / "errors.md"  # the errors table page
+SECTION = "# Bad input: the errors table"
 HEADER = "| Entry point | Bad input | Error | Message (excerpt) |"
 
 Outcome = tuple[str, str]  # (error label, message)
