@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from gridworld_env.mdp import TabularMDP
+from gridworld_env.outcomes import start_state
 
 __all__ = [
     "N_ENV_FIELDS",
@@ -188,7 +189,7 @@ def prefetch(typingctx, array, index):
 
 @njit(inline="never")
 def _reset_one(i, u, env_state, initial_cum, key_of_state):
-    s = np.searchsorted(initial_cum[i], u, side="right")
+    s = start_state(initial_cum[i], u)
     env_state[i, STATE] = s
     env_state[i, OBS_STATE] = s
     env_state[i, OBS_KEY] = key_of_state[i, s]

@@ -18,6 +18,7 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from distill_agents.runner import loop_kernels as K
+from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
 __all__ = ["q_learning_loop", "q_learning_rate"]
 
@@ -54,10 +55,10 @@ def q_learning_loop(
         qm = q[m]
         total = 0
         for _ in range(episodes):
-            s = np.searchsorted(env.initial_cum[m], K.next_uniform(state), side="right")
+            s = start_state(env.initial_cum[m], next_uniform(state))
             o = env.key_of_state[m, s]
             for _t in range(env.max_steps):
-                u = K.next_uniform(state)
+                u = next_uniform(state)
                 if u < epsilon:
                     a = min(int(u / epsilon * n_actions), n_actions - 1)
                 else:
@@ -65,8 +66,8 @@ def q_learning_loop(
                     for b in range(1, n_actions):
                         if qm[o, b] > qm[o, a]:
                             a = b
-                s, reward, key = K.sample_outcome(
-                    env.outcomes, m, s, env.action_rows[a], K.next_uniform(state)
+                s, reward, key = sample_outcome(
+                    env.outcomes, m, s, env.action_rows[a], next_uniform(state)
                 )
                 nxt = key if key >= 0 else o
                 total += 1

@@ -27,8 +27,8 @@ from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNI
 from distill_agents.numerics import exp
 from distill_agents.planning import banded_lu_solve
 from distill_agents.row_kernels import StudentTable
-from distill_agents.runner.loop_kernels import next_uniform, sample_outcome
 from distill_agents.updates import sample_control_action
+from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
 __all__ = [
     "FULL_SUPPORT",
@@ -567,7 +567,7 @@ def monte_carlo_students(
             total_return = 0.0
             total_kl = 0.0
             for _ in range(n_episodes):
-                s = np.searchsorted(initial_cum[b], next_uniform(state), side="right")
+                s = start_state(initial_cum[b], next_uniform(state))
                 o = key_of_state[b, s]
                 for _t in range(max_steps):
                     if column != RETURN:

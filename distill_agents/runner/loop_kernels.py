@@ -31,7 +31,7 @@ field has two leading axes ``[G, B]`` (group member, MDP), and :func:`member_tea
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -51,6 +51,7 @@ from distill_agents.row_kernels import (
     split_taken,
     update_student,
 )
+from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
 __all__ = [
     "ACT_PTR",
@@ -78,10 +79,8 @@ __all__ = [
     "fill_env_uniforms",
     "member_student",
     "member_teacher",
-    "next_uniform",
     "reference_loop",
     "run_mdps",
-    "sample_outcome",
 ]
 
 # Columns of the per-sub-env int64 state ``sub [Bp, N_SUB_FIELDS]``.
@@ -357,35 +356,6 @@ def fill_env_uniforms(
             out[r, j] = env_buf[m, offset + r]
 
 
-@njit(inline="always")
-def next_uniform(state: NDArray[np.uint64]) -> float:  # pragma: no cover - compiled
-    """SplitMix64: the next uniform in [0, 1) of the stream ``state[0]`` (advanced)."""
-    z = state[0] + np.uint64(0x9E3779B97F4A7C15)
-    state[0] = z
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(inline="always")
-def sample_outcome(
-    outcomes: NDArray, m: Any, s: Any, row: Any, u: float
-) -> tuple[Any, float, Any]:  # pragma: no cover - compiled
-    """The outcome of row ``row`` in state ``s`` of MDP ``m`` for the uniform ``u``.
-
-    As :mod:`gridworld_env.kernels` steps: the first outcome record with ``cum > u``.
-
-    Returns:
-        ``(next state, reward, observation key)`` (key -1: the previous observation stays).
-    """
-    recs = outcomes[m, s, row]
-    k = 0
-    while u >= recs[k]["cum"]:
-        k += 1
-    return np.int64(recs[k]["state"]), recs[k]["reward"], np.int64(recs[k]["obs_key"])
-
-
 @loop_kernel
 def reference_loop(
     env: EnvTables,
@@ -422,7 +392,7 @@ def reference_loop(
         state[0] = seeds[m]
         total = 0
         for _ in range(n_iter):
-            s = np.searchsorted(env.initial_cum[m], next_uniform(state), side="right")
+            s = start_state(env.initial_cum[m], next_uniform(state))
             ep_obs[0] = env.key_of_state[m, s]
             t = 0
             term = False
@@ -514,7 +484,7 @@ def _run_mdps_body(
             p = mdp_state[m, ACT_PTR]
             if env_len - e < limit + 1 or act_len - p < limit:
                 break
-            s = np.searchsorted(env.initial_cum[m], env_buf[m, e], side="right")
+            s = start_state(env.initial_cum[m], env_buf[m, e])
             e += 1
             ep_obs[0] = env.key_of_state[m, s]
             beta = beta_table[done]

@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from gridworld_env.kernels import prefetch
+from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
 __all__ = [
     "ACTING",
@@ -707,17 +708,6 @@ def a2c_step_parallel(
 
 
 # ------------------------------------------------------------------ compiled reference loop
-@njit(cache=True, inline="always")
-def _next_uniform(state):
-    """xorshift64* (Vigna 2016): advance ``state[0]`` and return a uniform in [0, 1)."""
-    x = state[0]
-    x ^= x >> np.uint64(12)
-    x ^= x << np.uint64(25)
-    x ^= x >> np.uint64(27)
-    state[0] = x
-    return float((x * np.uint64(2685821657736338717)) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
 @njit(cache=True, parallel=True)
 def q_learning_reference(
     outcomes,
@@ -738,7 +728,8 @@ def q_learning_reference(
 
     MDP ``i`` runs its ``n_episodes`` episodes one after the other in one loop (the MDPs are
     spread over numba's threads), sampling from the same outcome tables the vector env's kernel
-    reads (:func:`gridworld_env.kernels.pack_outcomes`) with an inline xorshift64* generator.
+    reads (:func:`gridworld_env.kernels.pack_outcomes`) by the step rule of
+    :mod:`gridworld_env.outcomes` (its SplitMix64 stream, start and outcome draws).
     Same update and action choice as :func:`q_step`; not the same numbers (other random streams).
 
     Args:
@@ -748,7 +739,7 @@ def q_learning_reference(
         terminal: ``[B, S]`` bool.
         initial_cum: ``[B, S]`` float64 cumulative initial distributions.
         key_of_state: ``[B, S]`` int64 table index of each state.
-        seeds: ``[B]`` uint64 non-zero generator seeds.
+        seeds: ``[B]`` uint64 stream seeds.
         n_episodes: episodes per MDP.
         max_steps: time limit (0: none).
         epsilon: exploration probability.
@@ -757,38 +748,26 @@ def q_learning_reference(
         q_values: ``[B, N, A]`` float64, updated in place.
         steps: ``[B]`` int64 output, env-steps taken per MDP.
     """
-    n_mdps, n_states = terminal.shape
+    n_mdps = terminal.shape[0]
     n_actions = q_values.shape[2]
     for i in prange(n_mdps):
         rng = np.empty(1, dtype=np.uint64)
         rng[0] = seeds[i]
         flat = q_values[i].reshape(-1)
-        table = outcomes[i]
         term_row = terminal[i]
         taken = 0
         for _ in range(n_episodes):
-            u = _next_uniform(rng)
-            s = 0
-            while s < n_states - 1 and u >= initial_cum[i, s]:
-                s += 1
+            s = start_state(initial_cum[i], next_uniform(rng))
             o = key_of_state[i, s]
             elapsed = 0
             while True:
                 base = np.uint64(o * n_actions)
-                u = _next_uniform(rng)  # the epsilon-greedy choice, written out as in _q_range
+                u = next_uniform(rng)  # the epsilon-greedy choice, written out as in _q_range
                 if u < epsilon:
                     a = min(int(u / epsilon * n_actions), n_actions - 1)
                 else:
                     a = _greedy(flat, base, n_actions, (u - epsilon) / (1.0 - epsilon))
-                u = _next_uniform(rng)
-                row = table[s, action_rows[a]]
-                m = 0
-                while u >= row[m]["cum"]:
-                    m += 1
-                outcome = row[m]
-                r = outcome["reward"]
-                s = np.int64(outcome["state"])
-                key = np.int64(outcome["obs_key"])
+                s, r, key = sample_outcome(outcomes, i, s, action_rows[a], next_uniform(rng))
                 o_next = o if key < 0 else key
                 elapsed += 1
                 term = term_row[s]
