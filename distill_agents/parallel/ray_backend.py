@@ -341,9 +341,11 @@ def ray_map(
         cpus_per_job: CPUs each task reserves (and its numba threads).
 
     Raises:
-        The error of a task that failed ``retries + 1`` times (its original exception type, e.g.
-        ``ValueError``), or ``RuntimeError`` if its worker kept dying. Pending tasks are
-        cancelled when the iteration stops early (error, Ctrl-C, ``close()``).
+        Exception: the error of a task that failed ``retries + 1`` times, as its original
+            exception type (e.g. ``ValueError``).
+        RuntimeError: a task's worker kept dying.
+
+    Pending tasks are cancelled when the iteration stops early (error, Ctrl-C, ``close()``).
     """
     ray = import_ray()
     if not ray.is_initialized():
