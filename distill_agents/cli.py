@@ -84,6 +84,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     argv = ["--quick"] if args.quick else []
     argv += ["--students"] if args.students else []
     argv += ["--fig3", args.fig3] if args.fig3 is not None else []
+    argv += ["--markdown"] if args.markdown else []
     return int(bench.main(argv))
 
 
@@ -282,6 +283,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="JSON",
         default=None,
         help="with --students: a reproduce run's fig3.json, set against the Q-learning loop",
+    )
+    bench.add_argument(
+        "--markdown",
+        action="store_true",
+        help="the tables as Markdown, after a line naming the command, code version and machine",
     )
     bench.set_defaults(func=_cmd_bench)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from distill_agents.bench.envs import QUICK, BenchConfig, format_table, run
-from distill_agents.bench.report import format_students
+from distill_agents.bench.report import format_students, provenance
 
 __all__ = ["bench_students_table", "main"]
 
@@ -37,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --students: the fig3.json of a reproduce run, whose effective rate is set "
         "against the Q-learning loop",
     )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the tables as Markdown, after a line naming the command, the code version "
+        "and the machine (for pasting into the docs)",
+    )
     args = parser.parse_args(argv)
     fig3 = None
     if args.fig3 is not None:
@@ -50,19 +57,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.vector_envs < 1:
             parser.error("--vector-envs must be >= 1")
         config = BenchConfig(**{**config.__dict__, "vector_envs": args.vector_envs})
+    md = bool(args.markdown)
     results = run(config)
     single, vector = results["single"], results["vector"]
+    if md:
+        print(provenance(sys.argv[1:] if argv is None else argv) + "\n")
     print("(a) one environment, gym.make(...).step, random actions, reset on episode end")
-    print(format_table(single, single[-1]))
+    print(("\n" if md else "") + format_table(single, single[-1], md))
     print()
     print(
         "(b) batched, random actions; ratios against Gymnasium's SyncVectorEnv "
         "(env-steps = step calls x sub-envs)"
     )
-    print(format_table(vector, vector[-1]))
+    print(("\n" if md else "") + format_table(vector, vector[-1], md))
     if args.students:
         print()
-        print(format_students(bench_students_table(quick=bool(args.quick)), fig3))
+        print(format_students(bench_students_table(quick=bool(args.quick)), fig3, md))
     return 0
 
 

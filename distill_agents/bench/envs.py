@@ -168,8 +168,22 @@ def bench_vector(
     return results
 
 
-def format_table(measurements: Sequence[Measurement], reference: Measurement) -> str:
-    """A text table of steps/s and the ratio of each row to ``reference``."""
+def format_table(
+    measurements: Sequence[Measurement], reference: Measurement, markdown: bool = False
+) -> str:
+    """A text (or Markdown) table of steps/s and the ratio of each row to ``reference``."""
+    if markdown:
+        from distill_agents.bench.report import markdown_table
+
+        rows = [
+            [
+                f"`{m.name}`",
+                f"{m.steps_per_second:.3e}",
+                f"{m.steps_per_second / reference.steps_per_second:.1f}x",
+            ]
+            for m in measurements
+        ]
+        return markdown_table(["environment", "env-steps/s", "ratio"], rows)
     width = max(len(m.name) for m in measurements)
     lines = [f"{'environment':<{width}}  {'env-steps/s':>12}  {'ratio':>8}"]
     for m in measurements:
