@@ -3,16 +3,21 @@
 - :func:`softmax` and :func:`numerical_gradient`: the reference arithmetic the update and
   theorem tests compare the package's analytic gradients with;
 - :func:`rollout` and :func:`assert_same_continuation`: traces of environments, and two copies
-  stepped in lockstep.
+  stepped in lockstep;
+- :data:`ROOT`: the repository's root (the scripts and docs the tests read are found from it,
+  wherever under ``tests/`` the test module sits).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:

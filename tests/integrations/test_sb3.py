@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("stable_baselines3")
 torch = pytest.importorskip("torch")
 
+from helpers import ROOT  # noqa: E402
 from stable_baselines3 import A2C, DQN, PPO  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
@@ -414,7 +415,7 @@ def test_tabular_student_from_ppo_reaches_85_percent(ppo_teacher):
 
 
 def test_example_script_runs_with_tiny_settings(tmp_path):
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "scripts"))
+    sys.path.insert(0, str(ROOT / "scripts"))
     try:
         script = importlib.import_module("sb3_ppo_to_tabular")
     finally:

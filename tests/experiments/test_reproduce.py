@@ -345,9 +345,10 @@ def test_quick_all(tmp_path, capsys):
 
 def _load_script():
     import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_figures.py"
+    from helpers import ROOT
+
+    path = ROOT / "scripts" / "reproduce_figures.py"
     spec = importlib.util.spec_from_file_location("reproduce_figures", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
