@@ -6,18 +6,12 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from numpy.typing import NDArray
 
 from distill_agents.experiments import figures as X
+from distill_agents.numerics import softmax
 from distill_agents.results import CurveRow, curve_rows
 
 __all__ = ["oscillation_rows"]
-
-
-def _softmax(theta: NDArray[np.float64]) -> NDArray[np.float64]:
-    z = np.exp(theta - theta.max(axis=-1, keepdims=True))
-    out: NDArray[np.float64] = z / z.sum(axis=-1, keepdims=True)
-    return out
 
 
 def oscillation_rows(
@@ -65,7 +59,7 @@ def oscillation_rows(
         values: dict[str, list[float]] = {m: [] for m in exp.metrics}
         for step in range(iterations + 1):
             if step in wanted:
-                probs = _softmax(theta)
+                probs = softmax(theta)
                 values["prob_R_s0"].append(float(probs[0, 1]))
                 values["prob_R_sR"].append(float(probs[1, 1]))
                 values["loss"].append(expected_loss(mdp, index, theta, method, **common))
