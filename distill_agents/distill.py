@@ -202,6 +202,34 @@ def distill(
     code = M.control_code(control_name)
     mode = spec.critic_mode(critic)
     coef, codes = spec.params(mode, distill_loss)
+    iterations, max_episode_steps = _check_numbers(iterations, max_episode_steps, lr, gamma)
+    schedule = M.as_beta_schedule(beta)
+    n_obs, n_actions = check_spaces(env)
+    rows, table = _tables(spec, control_name, code, teacher, n_obs, n_actions, teacher_prob_floor)
+
+    env_seed, rng, policy_rng = student_streams(seed)
+    student, critic_values = _new_student(n_obs, n_actions, mode != "none", policy_rng)
+    work = RK.make_row_work(n_obs, n_actions, max(n_obs, max_episode_steps or 1000))
+    draw = _ActionDraw(code, rows, table, work, rng, n_obs)
+    for iteration in range(iterations):
+        b = M.beta_at(schedule, iteration, iterations) if code == M.CONTROL_MIXTURE else 0.0
+        obs, _ = env.reset(seed=env_seed if iteration == 0 else None)
+        visited, actions, rewards, terminated = _sample_episode(
+            env, obs, draw, b, max_episode_steps
+        )
+        RK.episode_update_tables(
+            visited, visited, actions, rewards, terminated, rows, table, critic_values, coef,
+            codes, float(lr), float(gamma), work,
+        )  # fmt: skip
+        if _stopped(callback, iteration, student, table):
+            break
+    return _finished(student, table)
+
+
+def _check_numbers(
+    iterations: int, max_episode_steps: int | None, lr: float, gamma: float
+) -> tuple[int, int | None]:
+    """``(iterations, max_episode_steps)`` checked; a ValueError for a bad ``lr`` or ``gamma``."""
     iterations = check_int("iterations", iterations, 0)
     if max_episode_steps is not None:
         max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
@@ -209,12 +237,21 @@ def distill(
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if not (isinstance(gamma, (int, float)) and 0.0 <= gamma <= 1.0):
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
-    schedule = M.as_beta_schedule(beta)
-    n_obs, n_actions = check_spaces(env)
+    return iterations, max_episode_steps
 
-    needs_teacher = spec.needs_teacher or code in M.TEACHER_CONTROLS
+
+def _tables(
+    spec: M.MethodSpec,
+    control_name: str,
+    code: int,
+    teacher: Any,
+    n_obs: int,
+    n_actions: int,
+    teacher_prob_floor: float,
+) -> tuple[Any, Any]:
+    """The teacher rows and the student table the kernels update (``RK.teacher_table``)."""
     if teacher is None:
-        if needs_teacher:
+        if spec.needs_teacher or code in M.TEACHER_CONTROLS:
             raise ValueError(
                 f"method {spec.id!r} with control {control_name!r} needs a teacher, got None"
             )
@@ -231,52 +268,94 @@ def distill(
         np.ones(n_obs),
         code in M.TEACHER_CONTROLS,
     )
-    table = RK.student_table(n_obs, probs)
+    return rows, RK.student_table(n_obs, probs)
 
-    env_seed, rng, policy_rng = student_streams(seed)
+
+def _new_student(
+    n_obs: int, n_actions: int, learns_critic: bool, policy_rng: np.random.Generator
+) -> tuple[TabularPolicy, NDArray[np.float64]]:
+    """A zero student and its critic's values (the student's ``values`` if it learns one)."""
     student = TabularPolicy(np.zeros((n_obs, n_actions)), seed=policy_rng)
     critic_values = np.zeros(n_obs)
-    if mode != "none":
+    if learns_critic:
         student.values = critic_values
-    work = RK.make_row_work(n_obs, n_actions, max(n_obs, max_episode_steps or 1000))
-    c_lr, c_gamma = float(lr), float(gamma)
+    return student, critic_values
 
-    for iteration in range(iterations):
-        b = M.beta_at(schedule, iteration, iterations) if code == M.CONTROL_MIXTURE else 0.0
-        first = iteration == 0
-        obs, _ = env.reset(seed=env_seed if first else None)
-        o = obs_index(obs, n_obs)
-        obs_list = [o]
-        actions: list[int] = []
-        rewards: list[float] = []
-        terminated = False
-        while True:
-            a = RK.draw_action(code, b, rows, table, o, work, 0, rng.random(), False)
-            obs, reward, terminated, truncated, _ = env.step(a)
-            o = obs_index(obs, n_obs)
-            obs_list.append(o)
-            actions.append(a)
-            rewards.append(float(reward))
-            if terminated or truncated:
-                break
-            if max_episode_steps is not None and len(actions) >= max_episode_steps:
-                break
-        visited = np.array(obs_list, dtype=np.int64)
-        RK.episode_update_tables(
-            visited, visited, np.array(actions, dtype=np.int64),
-            np.array(rewards, dtype=np.float64), bool(terminated), rows, table,
-            critic_values, coef, codes, c_lr, c_gamma, work,
-        )  # fmt: skip
-        if callback is not None:
-            RK.dense_logits(table, out=student.logits)
-            if callback(iteration, student) is False:
-                break
+
+def _finished(student: TabularPolicy, table: Any) -> TabularPolicy:
+    """The student with the table's final logits; a FloatingPointError if they diverged."""
     RK.dense_logits(table, out=student.logits)
     if not np.all(np.isfinite(student.logits)):
         raise FloatingPointError(
             "the student's logits diverged (non-finite); lower lr or check the rewards"
         )
     return student
+
+
+class _ActionDraw:
+    """The control policy's action at a table index: one uniform of ``rng`` per call."""
+
+    def __init__(
+        self, code: int, rows: Any, table: Any, work: Any, rng: np.random.Generator, n_obs: int
+    ) -> None:
+        self.code, self.rows, self.table, self.work, self.rng = code, rows, table, work, rng
+        self.n_obs = n_obs
+
+    def __call__(self, o: int, beta: float) -> int:
+        return int(
+            RK.draw_action(
+                self.code, beta, self.rows, self.table, o, self.work, 0, self.rng.random(), False
+            )
+        )
+
+
+def _sample_episode(
+    env: gym.Env, obs: Any, draw: _ActionDraw, beta: float, max_episode_steps: int | None
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], bool]:
+    """One episode from ``obs``: ``(visited indices, actions, rewards, terminated)``."""
+    n_obs = draw.n_obs
+    o = obs_index(obs, n_obs)
+    obs_list = [o]
+    actions: list[int] = []
+    rewards: list[float] = []
+    terminated = False
+    while True:
+        a = draw(o, beta)
+        obs, reward, terminated, truncated, _ = env.step(a)
+        o = obs_index(obs, n_obs)
+        obs_list.append(o)
+        actions.append(a)
+        rewards.append(float(reward))
+        if _episode_over(terminated, truncated, len(actions), max_episode_steps):
+            break
+    return (
+        np.array(obs_list, dtype=np.int64),
+        np.array(actions, dtype=np.int64),
+        np.array(rewards, dtype=np.float64),
+        bool(terminated),
+    )
+
+
+def _episode_over(
+    terminated: bool, truncated: bool, steps: int, max_episode_steps: int | None
+) -> bool:
+    """Whether an episode ends: the env says so, or ``max_episode_steps`` are taken."""
+    return bool(terminated or truncated) or (
+        max_episode_steps is not None and steps >= max_episode_steps
+    )
+
+
+def _stopped(
+    callback: Callable[[int, TabularPolicy], bool | None] | None,
+    iteration: int,
+    student: TabularPolicy,
+    table: Any,
+) -> bool:
+    """Whether ``callback`` (given the live student) asks to stop after ``iteration``."""
+    if callback is None:
+        return False
+    RK.dense_logits(table, out=student.logits)
+    return callback(iteration, student) is False
 
 
 def obs_index(obs: Any, n_obs: int) -> int:

@@ -509,6 +509,31 @@ def multitask_distill(
     _check_common(loss, source, collect, tau, lr)
     iterations = check_int("iterations", iterations, 0)
     batch_size = check_int("batch_size", batch_size, 1)
+    sizes, n_actions = _check_multitask(envs, teachers)
+    local_to_global, global_obs = shared_table(envs)
+    tables = _multitask_tables(teachers, sizes, n_actions, loss, tau)
+    *env_seqs, data_seq, policy_seq = np.random.SeedSequence(seed).spawn(len(envs) + 2)
+    env_seeds = [
+        None if seed is None else int(s.generate_state(1, dtype=np.uint32)[0]) for s in env_seqs
+    ]
+    student = TabularPolicy(
+        np.zeros((len(global_obs), n_actions)), seed=np.random.default_rng(policy_seq)
+    )
+    data = _MultiTaskData(
+        envs, [n for n, _ in sizes], local_to_global, tables, np.random.default_rng(data_seq),
+        env_seeds, source, collect, batch_size, buffer_capacity, max_episode_steps,
+    )  # fmt: skip
+    for k in range(iterations):
+        env_ids, local = data.batch(k % len(envs), student.logits)
+        rows, tgt, scr = data.examples(env_ids, local, n_actions)
+        _apply(loss, student.logits, rows, tgt, scr, float(lr))
+    return MultiTaskStudent(student, local_to_global, global_obs)
+
+
+def _check_multitask(
+    envs: Sequence[gym.Env], teachers: Sequence[Any]
+) -> tuple[list[tuple[int, int]], int]:
+    """``((n_obs, n_actions) of every env, A)``; a ValueError unless they fit together."""
     if len(envs) == 0 or len(envs) != len(teachers):
         raise ValueError(
             f"envs and teachers must be non-empty and of equal length, got {len(envs)} and "
@@ -518,7 +543,16 @@ def multitask_distill(
     n_actions = sizes[0][1]
     if any(a != n_actions for _, a in sizes):
         raise ValueError(f"every environment must have the same number of actions, got {sizes}")
-    local_to_global, global_obs = shared_table(envs)
+    return sizes, n_actions
+
+
+_Tables = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+def _multitask_tables(
+    teachers: Sequence[Any], sizes: list[tuple[int, int]], n_actions: int, loss: str, tau: float
+) -> list[_Tables]:
+    """Per teacher ``(probs, scores, KL targets)``, each ``[n_i, A]``."""
     tables = []
     for i, (teacher, (n_obs, _)) in enumerate(zip(teachers, sizes, strict=True)):
         try:
@@ -526,50 +560,65 @@ def multitask_distill(
         except ValueError as err:
             raise ValueError(f"teachers[{i}]: {err}") from None
         tables.append((probs, scores, teacher_targets(scores, tau)))
-    *env_seqs, data_seq, policy_seq = np.random.SeedSequence(seed).spawn(len(envs) + 2)
-    rng = np.random.default_rng(data_seq)
-    env_seeds = [
-        None if seed is None else int(s.generate_state(1, dtype=np.uint32)[0]) for s in env_seqs
-    ]
-    student = TabularPolicy(
-        np.zeros((len(global_obs), n_actions)), seed=np.random.default_rng(policy_seq)
-    )
-    logits = student.logits
-    buffer = ReplayBuffer(buffer_capacity) if source == "replay" else None
-    n_envs = len(envs)
-    started = [False] * n_envs
-    for k in range(iterations):
-        i = k % n_envs
-        probs = tables[i][0]
-        n_obs = sizes[i][0]
-        to_global = local_to_global[i]
-        if source == "uniform":
-            env_ids = np.full(batch_size, i)
-            local = rng.integers(0, n_obs, size=batch_size)
-        else:
-            who = collect if source == "replay" else source
-            student_local = logits[to_global]
-            visited = np.asarray(
-                _rollout(
-                    envs[i], M.control_code(who), probs, student_local, rng,
-                    None if started[i] else env_seeds[i], n_obs, max_episode_steps,
-                ),
-                dtype=np.int64,
-            )  # fmt: skip
-            started[i] = True
-            if buffer is None:
-                env_ids, local = np.full(len(visited), i), visited
-            else:
-                # Store (environment, local index) pairs as one integer.
-                buffer.add(visited * n_envs + i)
-                drawn = buffer.sample(rng, batch_size)
-                env_ids, local = drawn % n_envs, drawn // n_envs
+    return tables
+
+
+class _MultiTaskData:
+    """Where :func:`multitask_distill`'s examples come from: rollouts, replay or uniform."""
+
+    def __init__(
+        self,
+        envs: Sequence[gym.Env],
+        n_obs: list[int],
+        local_to_global: tuple[NDArray[np.int64], ...],
+        tables: list[_Tables],
+        rng: np.random.Generator,
+        env_seeds: list[int | None],
+        source: str,
+        collect: str,
+        batch_size: int,
+        buffer_capacity: int,
+        max_episode_steps: int | None,
+    ) -> None:
+        self.envs, self.n_obs, self.local_to_global = envs, n_obs, local_to_global
+        self.tables, self.rng, self.env_seeds = tables, rng, env_seeds
+        self.source, self.collect, self.batch_size = source, collect, batch_size
+        self.max_episode_steps = max_episode_steps
+        self.buffer = ReplayBuffer(buffer_capacity) if source == "replay" else None
+        self.started = [False] * len(envs)
+
+    def batch(self, i: int, logits: NDArray) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """``(env ids, local indices)`` of the examples of an update on environment ``i``."""
+        n_envs, rng = len(self.envs), self.rng
+        if self.source == "uniform":
+            return np.full(self.batch_size, i), rng.integers(0, self.n_obs[i], size=self.batch_size)
+        who = self.collect if self.source == "replay" else self.source
+        student_local = logits[self.local_to_global[i]]
+        visited = np.asarray(
+            _rollout(
+                self.envs[i], M.control_code(who), self.tables[i][0], student_local, rng,
+                None if self.started[i] else self.env_seeds[i], self.n_obs[i],
+                self.max_episode_steps,
+            ),
+            dtype=np.int64,
+        )  # fmt: skip
+        self.started[i] = True
+        if self.buffer is None:
+            return np.full(len(visited), i), visited
+        # Store (environment, local index) pairs as one integer.
+        self.buffer.add(visited * n_envs + i)
+        drawn = self.buffer.sample(rng, self.batch_size)
+        return drawn % n_envs, drawn // n_envs
+
+    def examples(
+        self, env_ids: NDArray[np.int64], local: NDArray[np.int64], n_actions: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+        """``(shared rows, targets, scores)`` of the examples ``(env_ids, local)``."""
         rows = np.empty(len(local), dtype=np.int64)
         tgt = np.empty((len(local), n_actions))
         scr = np.empty((len(local), n_actions))
         for j, (e, o) in enumerate(zip(env_ids, local, strict=True)):
-            rows[j] = local_to_global[e][o]
-            tgt[j] = tables[e][2][o]
-            scr[j] = tables[e][1][o]
-        _apply(loss, logits, rows, tgt, scr, float(lr))
-    return MultiTaskStudent(student, local_to_global, global_obs)
+            rows[j] = self.local_to_global[e][o]
+            tgt[j] = self.tables[e][2][o]
+            scr[j] = self.tables[e][1][o]
+        return rows, tgt, scr

@@ -1,0 +1,26 @@
+"""``distill-grid reproduce``: a figure of the paper (:mod:`distill_agents.reproduce`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from distill_agents import reproduce
+from distill_agents.cli.common import value_errors_as_command_errors
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Declare ``reproduce`` and its options (:func:`distill_agents.reproduce.add_arguments`)."""
+    parser = subparsers.add_parser(
+        "reproduce",
+        help="reproduce a figure of the paper: DIR/<fig>.csv, .png and .json (resumable)",
+    )
+    reproduce.add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Reproduce the figure; a bad argument raises a ``CommandError``."""
+    return value_errors_as_command_errors(reproduce.run, args)
