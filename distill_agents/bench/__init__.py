@@ -6,6 +6,8 @@
   compiled loop doing the same updates, and the Q-learning yardstick
   (:mod:`~distill_agents.bench.yardsticks`);
 - :mod:`~distill_agents.bench.actions`: the compiled loop's cost per env-step by action count;
+- the teacher trainer against a plain compiled Q-learning loop
+  (:func:`distill_agents.teachers.bench.bench_q_learning`, ``--teachers``);
 - :mod:`~distill_agents.bench.report` and :mod:`~distill_agents.bench.command`: the printed
   tables.
 
@@ -15,7 +17,7 @@ Importing this package has no side effects.
 
 from __future__ import annotations
 
-from distill_agents.bench.command import bench_students_table, main
+from distill_agents.bench.command import bench_students_table, bench_teachers_table, main
 from distill_agents.bench.envs import (
     QUICK,
     BenchConfig,
@@ -25,7 +27,7 @@ from distill_agents.bench.envs import (
     format_table,
     run,
 )
-from distill_agents.bench.report import format_actions, format_students
+from distill_agents.bench.report import format_actions, format_students, format_teachers
 
 __all__ = [
     "QUICK",
@@ -33,10 +35,12 @@ __all__ = [
     "Measurement",
     "bench_single",
     "bench_students_table",
+    "bench_teachers_table",
     "bench_vector",
     "format_actions",
     "format_students",
     "format_table",
+    "format_teachers",
     "main",
     "run",
 ]

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from distill_agents.bench.envs import QUICK, BenchConfig, format_table, run
-from distill_agents.bench.report import format_students, provenance
+from distill_agents.bench.report import format_students, format_teachers, provenance
 
-__all__ = ["bench_students_table", "main"]
+__all__ = ["bench_students_table", "bench_teachers_table", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also the student runner (both loops) against plain compiled loops, and its cost "
         "per env-step at |A| = 4, 40, 400 and 4000",
+    )
+    parser.add_argument(
+        "--teachers",
+        action="store_true",
+        help="also the teacher trainer (Q-learning through the vector env, 1000 MDPs x 30 000 "
+        "episodes) against a plain compiled loop",
     )
     parser.add_argument(
         "--fig3",
@@ -73,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.students:
         print()
         print(format_students(bench_students_table(quick=bool(args.quick)), fig3, md))
+    if args.teachers:
+        print()
+        print(format_teachers(bench_teachers_table(quick=bool(args.quick)), md))
     return 0
 
 
@@ -83,3 +92,12 @@ def bench_students_table(quick: bool = False) -> dict[str, Any]:
     if quick:
         return bench_students(n_mdps=50, iterations=200, action_mdps=2, action_iterations=100)
     return bench_students(n_mdps=1000, iterations=2000, action_mdps=20, action_iterations=2000)
+
+
+def bench_teachers_table(quick: bool = False) -> dict[str, Any]:
+    """:func:`distill_agents.teachers.bench.bench_q_learning` at the benchmark's size."""
+    from distill_agents.teachers.bench import bench_q_learning
+
+    if quick:
+        return bench_q_learning(n_mdps=20, episodes=500)
+    return bench_q_learning(n_mdps=1000, episodes=30_000)

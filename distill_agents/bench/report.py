@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_actions", "format_students", "markdown_table", "provenance"]
+__all__ = ["format_actions", "format_students", "format_teachers", "markdown_table", "provenance"]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -188,3 +188,54 @@ def _action_cell(row: dict[str, Any] | None) -> str:
         return f"  {'-':>13}"
     entries = f"({row['entries_per_row']:.0f})"
     return f"  {row['ns_per_step']:>6.0f} {entries:>6}"
+
+
+def format_teachers(out: dict[str, Any], markdown: bool = False) -> str:
+    """:func:`distill_agents.teachers.bench.bench_q_learning` as ``bench --teachers`` prints it.
+
+    The teacher trainer (Q-learning through the vector env, in worker processes) against the
+    plain compiled loop doing the same updates for the same episodes, by wall and by CPU time;
+    ``markdown``: as a Markdown table.
+    """
+    title = (
+        f"(f) Q-learning teachers on {out['n_mdps']} random 20x20 MDPs x {out['episodes']} "
+        f"episodes; ratios against a plain compiled loop doing the same updates "
+        f"(distill_agents.teachers.kernels.q_learning_reference), measured in the same run"
+    )
+    rows = [
+        (
+            f"teacher trainer, {_count(out['workers'], 'worker process', 'es')}",
+            out["trainer_updates_per_s"],
+            out["trainer_seconds"],
+            out["trainer_cpu_seconds"],
+            out["ratio"],
+            out["ratio_cpu"],
+        ),
+        (
+            f"plain compiled loop, {_count(out['reference_threads'], 'thread', 's')}",
+            out["reference_steps_per_s"],
+            out["reference_seconds"],
+            out["reference_cpu_seconds"],
+            1.0,
+            1.0,
+        ),
+    ]
+    if markdown:
+        table = markdown_table(
+            ["loop", "updates/s", "wall s", "CPU s", "ratio", "ratio (CPU)"],
+            [
+                [n, f"{r:.3g}", f"{w:.1f}", f"{c:.1f}", f"{x:.2f}x", f"{y:.2f}x"]
+                for n, r, w, c, x, y in rows
+            ],
+        )
+        return "\n".join([title, "", table])
+    lines = [title]
+    lines += [
+        f"  {n:<34} {r:10.3g} updates/s  {w:7.1f} s  (CPU {c:.1f} s)  {x:.2f}x  (CPU {y:.2f}x)"
+        for n, r, w, c, x, y in rows
+    ]
+    return "\n".join(lines)
+
+
+def _count(n: int, noun: str, plural: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else plural}"

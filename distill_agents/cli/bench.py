@@ -19,6 +19,12 @@ def add_parser(subparsers: Any) -> None:
         "at |A| = 4, 40, 400 and 4000",
     )
     bench.add_argument(
+        "--teachers",
+        action="store_true",
+        help="also the teacher trainer (Q-learning through the vector env, 1000 MDPs x 30 000 "
+        "episodes) against a plain compiled loop",
+    )
+    bench.add_argument(
         "--fig3",
         metavar="JSON",
         help="with --students: a reproduce run's fig3.json, set against the Q-learning loop",
@@ -37,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     argv = ["--quick"] if args.quick else []
     argv += ["--students"] if args.students else []
+    argv += ["--teachers"] if args.teachers else []
     argv += ["--fig3", args.fig3] if args.fig3 is not None else []
     argv += ["--markdown"] if args.markdown else []
     return int(bench.main(argv))

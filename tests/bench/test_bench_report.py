@@ -60,6 +60,48 @@ def test_provenance_names_the_command_the_version_and_the_machine(monkeypatch):
     assert "commit" not in report.provenance([])
 
 
+def _teacher_out():
+    return {
+        "n_mdps": 20, "episodes": 500, "workers": 2, "reference_threads": 2,
+        "trainer_updates_per_s": 2.0e7, "trainer_seconds": 12.5, "trainer_cpu_seconds": 24.0,
+        "reference_steps_per_s": 5.0e7, "reference_seconds": 5.0, "reference_cpu_seconds": 9.6,
+        "ratio": 0.4, "ratio_cpu": 0.5,
+    }  # fmt: skip
+
+
+def test_the_teacher_table_sets_the_trainer_against_the_plain_loop():
+    text = bench.format_teachers(_teacher_out())
+    assert "20 random 20x20 MDPs x 500 episodes" in text.splitlines()[0]
+    trainer, reference = text.splitlines()[1:]
+    assert "teacher trainer, 2 worker processes" in trainer
+    assert "2e+07 updates/s" in trainer and "12.5 s" in trainer and "0.40x  (CPU 0.50x)" in trainer
+    assert "plain compiled loop, 2 threads" in reference and "1.00x" in reference
+    lines = bench.format_teachers(_teacher_out(), markdown=True).splitlines()
+    assert lines[2] == "| loop | updates/s | wall s | CPU s | ratio | ratio (CPU) |"
+    assert (
+        lines[4] == "| teacher trainer, 2 worker processes | 2e+07 | 12.5 | 24.0 | 0.40x | 0.50x |"
+    )
+
+
+def test_bench_teachers_runs_the_teacher_benchmark_at_its_quick_size(monkeypatch, capsys):
+    import distill_agents.teachers.bench as teacher_bench
+    from distill_agents.bench import command
+
+    calls = []
+
+    def fake(**kwargs):
+        calls.append(kwargs)
+        return _teacher_out()
+
+    monkeypatch.setattr(teacher_bench, "bench_q_learning", fake)
+    env_rows = [Measurement("DistillGrid", 1.0, 1)]
+    monkeypatch.setattr(command, "run", lambda config: {"single": env_rows, "vector": env_rows})
+    monkeypatch.setattr(command, "format_table", lambda rows, ref, md: "")
+    assert command.main(["--quick", "--teachers", "--markdown"]) == 0
+    assert calls == [{"n_mdps": 20, "episodes": 500}]
+    assert "| teacher trainer, 2 worker processes |" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv", [["--quick", "--markdown", "--vector-envs", "0"]])
 def test_bench_checks_its_arguments_before_measuring(argv, capsys):
     with pytest.raises(SystemExit):
