@@ -9,7 +9,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from distill_agents.teachers import kernels
+from distill_agents.teachers import q_kernels
 from distill_agents.teachers.env import TeacherEnv
 from distill_agents.teachers.make import MAX_CHUNK, ChunkJob, default_workers, run_jobs
 from distill_agents.teachers.training import (
@@ -40,7 +40,7 @@ def bench_q_learning(
     Trains Q-learning teachers on ``n_mdps`` random 20x20 grids (``episodes`` each) exactly as
     :func:`make_teachers` does (chunks of :data:`MAX_CHUNK` MDPs, one vector env each, spread
     over ``workers`` processes; no evaluation), then runs
-    :func:`distill_agents.teachers.kernels.q_learning_reference` in this process (one numba
+    :func:`distill_agents.teachers.q_kernels.q_learning_reference` in this process (one numba
     function, the dynamics inlined from the same outcome tables the vector env's kernel reads,
     MDPs spread over numba's threads; ``reference_threads`` of them if given) for the same
     episodes, and reports both rates. ``workers=1, reference_threads=1`` compares one core with
@@ -107,7 +107,7 @@ def bench_q_learning(
     seeds = np.random.default_rng(seed).integers(1, 2**63, size=n_mdps, dtype=np.uint64)
     n_index = int(models.n_indices.max())
     limit = 1000
-    kernels.q_learning_reference(
+    q_kernels.q_learning_reference(
         outcomes[:1], models.action_rows, terminal[:1], initial_cum[:1], key_of_state[:1],
         seeds[:1], 1, limit, 0.1, 0.01, 0.99, np.zeros((1, n_index, models.n_actions)),
         np.zeros(1, dtype=np.int64),
@@ -120,7 +120,7 @@ def bench_q_learning(
     try:
         used_threads = numba.get_num_threads()
         t0, c0 = time.perf_counter(), time.process_time()
-        kernels.q_learning_reference(
+        q_kernels.q_learning_reference(
             outcomes, models.action_rows, terminal, initial_cum, key_of_state, seeds, episodes,
             limit, 0.1, 0.01, 0.99, q_ref, ref_steps,
         )  # fmt: skip

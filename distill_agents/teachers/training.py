@@ -41,7 +41,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from distill_agents.teachers import kernels
+from distill_agents.teachers import a2c_kernels, q_kernels, records
 from distill_agents.teachers.env import TeacherEnv
 from gridworld_env.base import check_int
 
@@ -277,23 +277,18 @@ def _keep_cost(
 
 
 class _Agent:
-    """Agent tables and its kernels (see :func:`distill_agents.teachers.kernels.q_step`).
+    """Agent tables and its kernels (see :func:`distill_agents.teachers.q_kernels.q_step`).
 
-    The kernels are called as ``kernel(bounds, group, *tables, obs, actions, rewards,
-    next_obs, terminated, truncated, status, started, completed, steps, n_episodes, allow,
-    u_row, *extras, counts)``.
+    The kernels are called as ``kernel(actors, tallies, *records, rewards, next_obs,
+    terminated, truncated, u_row, allow)`` (:mod:`distill_agents.teachers.records`).
     """
 
     n_counts = 2
     serial: Callable[..., Any]
     parallel: Callable[..., Any]
 
-    def tables(self) -> tuple[Any, ...]:
-        """The arrays the kernel learns into."""
-        raise NotImplementedError
-
-    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
-        """Arguments after ``u_row`` for a phase of ``n_actors`` actors."""
+    def records(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+        """The kernel's arguments after ``tallies`` for a phase of ``n_actors`` actors."""
         raise NotImplementedError
 
     def check(self, counts: NDArray[np.int64]) -> None:
@@ -301,26 +296,23 @@ class _Agent:
 
 
 class _QAgent(_Agent):
-    serial = staticmethod(kernels.q_step)
-    parallel = staticmethod(kernels.q_step_parallel)
+    serial = staticmethod(q_kernels.q_step)
+    parallel = staticmethod(q_kernels.q_step_parallel)
 
     def __init__(
         self, n_mdps: int, n_index: int, n_actions: int, lr: float, gamma: float, epsilon: float
     ) -> None:
         self.q_values = np.zeros((n_mdps, n_index, n_actions))
-        self.lr, self.gamma, self.epsilon = lr, gamma, epsilon
+        self.params = records.QParams(epsilon, lr, gamma)
 
-    def tables(self) -> tuple[Any, ...]:
-        return (self.q_values,)
-
-    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
-        return (self.epsilon, self.lr, self.gamma)
+    def records(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+        return (self.q_values, self.params)
 
 
 class _A2CAgent(_Agent):
     n_counts = 3
-    serial = staticmethod(kernels.a2c_step)
-    parallel = staticmethod(kernels.a2c_step_parallel)
+    serial = staticmethod(a2c_kernels.a2c_step)
+    parallel = staticmethod(a2c_kernels.a2c_step_parallel)
 
     def __init__(
         self,
@@ -334,31 +326,38 @@ class _A2CAgent(_Agent):
     ) -> None:
         self.logits = np.zeros((n_mdps, n_index, n_actions))
         self.values = np.zeros((n_mdps, n_index))
-        self.lr, self.critic_lr, self.gamma, self.mc = lr, critic_lr, gamma, mc
+        self.tables = records.A2CTables(self.logits, self.values)
+        self.params = records.A2CParams(lr, critic_lr, gamma, mc)
 
-    def tables(self) -> tuple[Any, ...]:
-        return (self.logits, self.values)
-
-    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+    def records(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
         limit = getattr(envs, "max_episode_steps", None)
         if limit is None:
             raise ValueError(
                 "the A2C teacher needs a time limit (max_episode_steps) to size its episode buffers"
             )
-        return (
-            np.zeros((n_actors, limit + 1), dtype=np.int64),  # observations
-            np.zeros((n_actors, limit), dtype=np.int64),  # actions
-            np.zeros((n_actors, limit)),  # rewards
-            np.zeros(n_actors, dtype=np.int64),  # lengths
-            self.lr,
-            self.critic_lr,
-            self.gamma,
-            self.mc,
+        buffers = records.EpisodeBuffers(
+            np.zeros((n_actors, limit + 1), dtype=np.int64),
+            np.zeros((n_actors, limit), dtype=np.int64),
+            np.zeros((n_actors, limit)),
+            np.zeros(n_actors, dtype=np.int64),
         )
+        return (self.tables, self.params, buffers)
 
     def check(self, counts: NDArray[np.int64]) -> None:
         if counts[-1, 2]:
             raise RuntimeError("an episode overflowed the A2C episode buffers")
+
+
+def _compiled(kernel: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
+    """The machine code ``kernel`` runs for ``args`` (called with them before).
+
+    Calling it skips numba's dispatch, which types every argument at every call (about 2 us
+    for the agent kernels' records). The caller must pass arguments of the same types:
+    the training loop's do not change within a phase (its records, and the arrays ``step``
+    returns, allocated alike at every call).
+    """
+    compiled: Callable[..., Any] = kernel.get_overload(tuple(numba.typeof(a) for a in args))
+    return compiled
 
 
 def _run(
@@ -382,7 +381,7 @@ def _run(
     completed = np.zeros(n_mdps, dtype=np.int64)
     steps = np.zeros(n_mdps, dtype=np.int64)
     rng = np.random.default_rng(child_seed(seed, 1))
-    tables = agent.tables()
+    tallies = records.Tallies(started, completed, steps, n_episodes)
     env_steps = calls = 0
     phase = 0
     reported = 0
@@ -402,7 +401,7 @@ def _run(
             build_s += time.perf_counter() - t_build
         n_actors = int(group.size)
         t_phase = time.perf_counter()
-        extras = agent.extras(n_actors, envs)
+        own = agent.records(n_actors, envs)
         parallel = _use_threads(n_actors)
         kernel = agent.parallel if parallel else agent.serial
         bounds = _thread_bounds(group, n_threads if parallel else 1)
@@ -414,17 +413,18 @@ def _run(
         obs, _ = envs.reset(seed=reset_seed)
         obs = np.array(obs, dtype=np.int64)
         actions = np.zeros(n_actors, dtype=np.int64)
-        status = np.full(n_actors, kernels.ENDED, dtype=np.int8)
+        status = np.full(n_actors, records.ENDED, dtype=np.int8)
+        actors = records.Actors(bounds, group, obs, actions, status, counts)
         flags = np.zeros(n_actors, dtype=bool)
         rng.random(out=block)
         allow = True
         # Every actor starts an episode at its reset observation (nothing to learn yet). The
         # kernels return the number of busy actors (-1: a problem, which check raises).
-        busy = kernel(bounds, group, *tables, obs, actions, np.zeros(n_actors), obs.copy(),
-                      flags, flags, status, started, completed, steps, n_episodes, allow,
-                      u_rows[0], *extras, counts)  # fmt: skip
+        args = (actors, tallies, *own, np.zeros(n_actors), obs.copy(), flags, flags, u_rows[0])
+        busy = kernel(*args, allow)
         if busy < 0:
             agent.check(counts)
+        call = _compiled(kernel, (*args, allow))
         row = 1
         phase_calls = 0
         drain_below = DRAIN_BELOW * n_actors
@@ -441,9 +441,8 @@ def _run(
             if row == n_rows:
                 rng.random(out=block)
                 row = 0
-            busy = kernel(bounds, group, *tables, obs, actions, rewards, next_obs, terminated,
-                          truncated, status, started, completed, steps, n_episodes, allow,
-                          u_rows[row], *extras, counts)  # fmt: skip
+            busy = call(actors, tallies, *own, rewards, next_obs, terminated, truncated,
+                        u_rows[row], allow)  # fmt: skip
             if busy < 0:
                 agent.check(counts)
             row += 1
@@ -571,7 +570,7 @@ def train_a2c(
     episode is sampled with the actor, then the episode's steps update both in order
     (``variant="mc"``: advantage ``G_t - V(o_t)``, critic target ``G_t``; ``"td"``: advantage
     ``r_t + gamma V(o_{t+1}) - V(o_t)``, ``V = 0`` after a termination; see
-    :func:`distill_agents.teachers.kernels._a2c_update`).
+    :func:`distill_agents.teachers.a2c_kernels.a2c_update`).
 
     Args:
         env: the MDP family (default ``TeacherEnv()``).
