@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 from distill_agents.teachers import a2c_kernels, q_kernels, records
 from distill_agents.teachers.env import TeacherEnv
 from gridworld_env.base import check_int
+from gridworld_env.kernels import compiled_for
 
 __all__ = [
     "BUILD_COST",
@@ -348,18 +349,6 @@ class _A2CAgent(_Agent):
             raise RuntimeError("an episode overflowed the A2C episode buffers")
 
 
-def _compiled(kernel: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
-    """The machine code ``kernel`` runs for ``args`` (called with them before).
-
-    Calling it skips numba's dispatch, which types every argument at every call (about 2 us
-    for the agent kernels' records). The caller must pass arguments of the same types:
-    the training loop's do not change within a phase (its records, and the arrays ``step``
-    returns, allocated alike at every call).
-    """
-    compiled: Callable[..., Any] = kernel.get_overload(tuple(numba.typeof(a) for a in args))
-    return compiled
-
-
 def _run(
     env: TeacherEnv,
     mdps: Sequence[int],
@@ -424,7 +413,9 @@ def _run(
         busy = kernel(*args, allow)
         if busy < 0:
             agent.check(counts)
-        call = _compiled(kernel, (*args, allow))
+        # The arrays step returns are allocated alike at every call, and the records are the
+        # phase's: the kernel's machine code can be called directly (no typing per call).
+        call = compiled_for(kernel, (*args, allow))
         row = 1
         phase_calls = 0
         drain_below = DRAIN_BELOW * n_actors
