@@ -366,17 +366,14 @@ def _run(
     """
     t0 = time.perf_counter()
     n_mdps = len(mdps)
-    started = np.zeros(n_mdps, dtype=np.int64)
-    completed = np.zeros(n_mdps, dtype=np.int64)
-    steps = np.zeros(n_mdps, dtype=np.int64)
-    rng = np.random.default_rng(child_seed(seed, 1))
+    started, completed, steps = (np.zeros(n_mdps, dtype=np.int64) for _ in range(3))
     tallies = records.Tallies(started, completed, steps, n_episodes)
+    rng = np.random.default_rng(child_seed(seed, 1))
+    report = None if progress is None else _Report(progress, completed)
     env_steps = calls = 0
     phase = 0
-    reported = 0
     build_s = 0.0
     log: list[tuple[int, int, int, float]] = []
-    n_threads = max(1, numba.get_num_threads())
     while (completed < n_episodes).any():
         if phase == 0:
             group = np.arange(n_mdps, dtype=np.int64)
@@ -388,60 +385,12 @@ def _run(
             # is built again (same dynamics as building them from their layouts).
             envs = first_envs.select(group, parallel=_use_threads(group.size))
             build_s += time.perf_counter() - t_build
-        n_actors = int(group.size)
         t_phase = time.perf_counter()
-        own = agent.records(n_actors, envs)
-        parallel = _use_threads(n_actors)
-        kernel = agent.parallel if parallel else agent.serial
-        bounds = _thread_bounds(group, n_threads if parallel else 1)
-        counts = np.zeros((bounds.size, agent.n_counts), dtype=np.int64)
-        block = np.empty((max(1, min(_UNIFORM_ROWS, _UNIFORM_VALUES // n_actors)), n_actors))
-        u_rows = list(block)  # views of the block's rows (refilled in place)
-        n_rows = len(u_rows)
         reset_seed = int(child_seed(seed, 0, phase).generate_state(1, np.uint64)[0] >> np.uint64(1))
-        obs, _ = envs.reset(seed=reset_seed)
-        obs = np.array(obs, dtype=np.int64)
-        actions = np.zeros(n_actors, dtype=np.int64)
-        status = np.full(n_actors, records.ENDED, dtype=np.int8)
-        actors = records.Actors(bounds, group, obs, actions, status, counts)
-        flags = np.zeros(n_actors, dtype=bool)
-        rng.random(out=block)
-        allow = True
-        # Every actor starts an episode at its reset observation (nothing to learn yet). The
-        # kernels return the number of busy actors (-1: a problem, which check raises).
-        args = (actors, tallies, *own, np.zeros(n_actors), obs.copy(), flags, flags, u_rows[0])
-        busy = kernel(*args, allow)
-        if busy < 0:
-            agent.check(counts)
-        # The arrays step returns are allocated alike at every call, and the records are the
-        # phase's: the kernel's machine code can be called directly (no typing per call).
-        call = compiled_for(kernel, (*args, allow))
-        row = 1
-        phase_calls = 0
-        drain_below = DRAIN_BELOW * n_actors
-        step = envs.step
-        while busy > 0:
-            if (
-                allow
-                and busy < drain_below
-                and phase_calls % PLAN_EVERY == 0
-                and _should_rebuild(completed, steps, n_episodes, group, n_mdps, max_actors)
-            ):
-                allow = False  # drain: let the running episodes end, start no new ones
-            next_obs, rewards, terminated, truncated, _ = step(actions)
-            if row == n_rows:
-                rng.random(out=block)
-                row = 0
-            busy = call(actors, tallies, *own, rewards, next_obs, terminated, truncated,
-                        u_rows[row], allow)  # fmt: skip
-            if busy < 0:
-                agent.check(counts)
-            row += 1
-            phase_calls += 1
-            if progress is not None and phase_calls % _PROGRESS_EVERY == 0:
-                done = int(completed.sum())
-                progress(done - reported)
-                reported = done
+        phase_calls = _run_phase(
+            envs, group, agent, tallies, rng, reset_seed, n_mdps, max_actors, report
+        )
+        n_actors = int(group.size)
         calls += phase_calls
         env_steps += phase_calls * n_actors
         log.append(
@@ -451,13 +400,91 @@ def _run(
             envs.close()
         phase += 1
     first_envs.close()
-    if progress is not None:
-        progress(int(completed.sum()) - reported)
+    if report is not None:
+        report()
     updates = int(steps.sum())  # every learned transition is counted in its MDP's steps
     stats = TrainingStats(
         env_steps, updates, calls, phase, time.perf_counter() - t0, build_s, tuple(log)
     )
     return steps, completed, stats
+
+
+class _Report:
+    """Hands the episodes completed since the last report to ``progress``."""
+
+    def __init__(self, progress: Callable[[int], None], completed: NDArray[np.int64]) -> None:
+        self.progress, self.completed, self.reported = progress, completed, 0
+
+    def __call__(self) -> None:
+        done = int(self.completed.sum())
+        self.progress(done - self.reported)
+        self.reported = done
+
+
+def _run_phase(
+    envs: Any,
+    group: NDArray[np.int64],
+    agent: _Agent,
+    tallies: records.Tallies,
+    rng: np.random.Generator,
+    reset_seed: int,
+    n_mdps: int,
+    max_actors: int,
+    report: _Report | None,
+) -> int:
+    """One phase: actor ``j`` plays MDP ``group[j]`` until no actor is busy; its step calls."""
+    n_actors = int(group.size)
+    own = agent.records(n_actors, envs)
+    parallel = _use_threads(n_actors)
+    kernel = agent.parallel if parallel else agent.serial
+    bounds = _thread_bounds(group, max(1, numba.get_num_threads()) if parallel else 1)
+    counts = np.zeros((bounds.size, agent.n_counts), dtype=np.int64)
+    block = np.empty((max(1, min(_UNIFORM_ROWS, _UNIFORM_VALUES // n_actors)), n_actors))
+    u_rows = list(block)  # views of the block's rows (refilled in place)
+    n_rows = len(u_rows)
+    obs, _ = envs.reset(seed=reset_seed)
+    obs = np.array(obs, dtype=np.int64)
+    actions = np.zeros(n_actors, dtype=np.int64)
+    status = np.full(n_actors, records.ENDED, dtype=np.int8)
+    actors = records.Actors(bounds, group, obs, actions, status, counts)
+    flags = np.zeros(n_actors, dtype=bool)
+    rng.random(out=block)
+    allow = True
+    # Every actor starts an episode at its reset observation (nothing to learn yet). The
+    # kernels return the number of busy actors (-1: a problem, which check raises).
+    args = (actors, tallies, *own, np.zeros(n_actors), obs.copy(), flags, flags, u_rows[0])
+    busy = kernel(*args, allow)
+    if busy < 0:
+        agent.check(counts)
+    # The arrays step returns are allocated alike at every call, and the records are the
+    # phase's: the kernel's machine code can be called directly (no typing per call).
+    call = compiled_for(kernel, (*args, allow))
+    completed, steps, n_episodes = tallies.completed, tallies.steps, tallies.n_episodes
+    row = 1
+    phase_calls = 0
+    drain_below = DRAIN_BELOW * n_actors
+    step = envs.step
+    while busy > 0:
+        if (
+            allow
+            and busy < drain_below
+            and phase_calls % PLAN_EVERY == 0
+            and _should_rebuild(completed, steps, n_episodes, group, n_mdps, max_actors)
+        ):
+            allow = False  # drain: let the running episodes end, start no new ones
+        next_obs, rewards, terminated, truncated, _ = step(actions)
+        if row == n_rows:
+            rng.random(out=block)
+            row = 0
+        busy = call(actors, tallies, *own, rewards, next_obs, terminated, truncated,
+                    u_rows[row], allow)  # fmt: skip
+        if busy < 0:
+            agent.check(counts)
+        row += 1
+        phase_calls += 1
+        if report is not None and phase_calls % _PROGRESS_EVERY == 0:
+            report()
+    return phase_calls
 
 
 def _should_rebuild(
