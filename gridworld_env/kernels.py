@@ -112,9 +112,13 @@ def compiled_for(kernel: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
     Calling it skips numba's dispatch, which types every argument at every call (about 1-2 us
     for a few records of arrays, noticeable next to a step of a few hundred sub-envs). The
     caller must pass arguments of the same numba types (dtypes, dimensions, layouts) as
-    ``args``: nothing checks them.
+    ``args``: nothing checks them. If numba ran that call through a conversion to another
+    signature (none was compiled for these types), the dispatcher itself is returned.
     """
-    compiled: Callable[..., Any] = kernel.get_overload(tuple(numba.typeof(a) for a in args))
+    try:
+        compiled: Callable[..., Any] = kernel.get_overload(tuple(numba.typeof(a) for a in args))
+    except KeyError:
+        return kernel
     return compiled
 
 

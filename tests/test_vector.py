@@ -565,3 +565,19 @@ def test_bench_quick_runs(capsys):
     assert bench.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "FrozenLake-v1" in out and "SyncVectorEnv" in out and "partial" in out
+
+
+def test_compiled_for_gives_the_machine_code_of_a_call_or_the_dispatcher():
+    from numba import njit
+
+    from gridworld_env.kernels import compiled_for
+
+    @njit
+    def plus_one(x):
+        return x + 1
+
+    assert plus_one(np.int32(3)) == 4  # compiled for int32 only
+    direct = compiled_for(plus_one, (np.int32(3),))
+    assert direct is not plus_one and direct(np.int32(5)) == 6
+    # No machine code for int64 arguments (numba would convert them, or compile): the dispatcher.
+    assert compiled_for(plus_one, (np.int64(3),)) is plus_one
