@@ -11,6 +11,7 @@
 prints :func:`~distill_agents.teachers.bench.bench_q_learning` as JSON.
 """
 
+from distill_agents.parallel.pool import init_worker
 from distill_agents.teachers.bench import bench_q_learning, main
 from distill_agents.teachers.env import TeacherEnv
 from distill_agents.teachers.make import (
@@ -19,7 +20,6 @@ from distill_agents.teachers.make import (
     MAX_CHUNK,
     TeachRun,
     default_workers,
-    init_worker,
     make_teachers,
 )
 from distill_agents.teachers.training import (

@@ -21,6 +21,10 @@ so one step of one sub-environment usually touches a single cache line of the ta
 likely outcome comes first). The tables are built by :func:`pack_outcomes` from the model
 arrays; nothing here knows the rules of any environment.
 
+The step and reset kernels read the tables from a :class:`StepTables` record and write the
+step's outputs into a :class:`StepOutputs` record; :func:`compiled_for` gives the machine code
+behind a kernel call, which the vector env calls directly once its argument types are known.
+
 Every kernel takes its uniforms as an argument (drawn by the caller from the vector env's
 ``np.random.Generator``), and sub-environment ``i`` only ever reads ``uniforms[row, i]``: results
 are bit-for-bit identical whatever the number of threads, serial or parallel.
@@ -28,7 +32,11 @@ are bit-for-bit identical whatever the number of threads, serial or parallel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import llvmlite.ir as llvm_ir
+import numba
 import numpy as np
 from numba import njit, prange
 from numba.core import cgutils, types
@@ -41,6 +49,9 @@ from gridworld_env.outcomes import start_state
 __all__ = [
     "N_ENV_FIELDS",
     "OUTCOME_DTYPE",
+    "StepOutputs",
+    "StepTables",
+    "compiled_for",
     "first_bad_action",
     "pack_outcomes",
     "prefetch",
@@ -52,6 +63,63 @@ __all__ = [
 OUTCOME_DTYPE = np.dtype(
     [("cum", np.float64), ("reward", np.float64), ("state", np.int32), ("obs_key", np.int32)]
 )
+
+
+class StepTables(NamedTuple):
+    """The vector env's tables the step and reset kernels read (fixed once the env is set up).
+
+    Attributes:
+        outcomes: ``[B, S, K, M]`` :data:`OUTCOME_DTYPE` tables.
+        action_rows: ``[A]`` int64.
+        terminal: ``[B, S]`` bool.
+        initial_cum: ``[B, S]`` float64 cumulative initial distributions (last entry 1.0).
+        key_of_state: ``[B, S]`` int64 observation key of each state.
+        obs_rows: ``[B, S, D]`` int8 observation rows, or ``[1, 1, 0]`` for discrete
+            observations (then the observation is the observation key).
+        max_steps: time limit (0: none).
+    """
+
+    outcomes: NDArray
+    action_rows: NDArray[np.int64]
+    terminal: NDArray[np.bool_]
+    initial_cum: NDArray[np.float64]
+    key_of_state: NDArray[np.int64]
+    obs_rows: NDArray[np.int8]
+    max_steps: int
+
+
+class StepOutputs(NamedTuple):
+    """The arrays one ``step`` of the vector env writes (fresh at every call).
+
+    Attributes:
+        obs: ``[B, D]`` (or ``[B, 1]``) int64 observations.
+        rewards: ``[B]`` float64.
+        terminations: ``[B]`` bool.
+        truncations: ``[B]`` bool.
+        states: ``[B]`` int64 true states.
+    """
+
+    obs: NDArray[np.int64]
+    rewards: NDArray[np.float64]
+    terminations: NDArray[np.bool_]
+    truncations: NDArray[np.bool_]
+    states: NDArray[np.int64]
+
+
+def compiled_for(kernel: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
+    """The machine code numba runs for ``kernel(*args)`` (``kernel`` called with such args before).
+
+    Calling it skips numba's dispatch, which types every argument at every call (about 1-2 us
+    for a few records of arrays, noticeable next to a step of a few hundred sub-envs). The
+    caller must pass arguments of the same numba types (dtypes, dimensions, layouts) as
+    ``args``: nothing checks them. If numba ran that call through a conversion to another
+    signature (none was compiled for these types), the dispatcher itself is returned.
+    """
+    try:
+        compiled: Callable[..., Any] = kernel.get_overload(tuple(numba.typeof(a) for a in args))
+    except KeyError:
+        return kernel
+    return compiled
 
 
 def pack_outcomes(mdp: TabularMDP, key_of_state: NDArray[np.int64], out: NDArray) -> int:
@@ -209,26 +277,9 @@ def _write_obs(i, env_state, obs_rows, out_obs):
 
 
 @njit(cache=True)
-def _step_range(
-    lo,
-    hi,
-    actions,
-    uniforms,
-    row_u,
-    env_state,
-    outcomes,
-    action_rows,
-    terminal,
-    initial_cum,
-    key_of_state,
-    max_steps,
-    obs_rows,
-    out_obs,
-    out_rewards,
-    out_terminations,
-    out_truncations,
-    out_states,
-):
+def _step_range(lo, hi, actions, uniforms, row_u, env_state, tables, out):
+    outcomes, action_rows, terminal, initial_cum, key_of_state, obs_rows, max_steps = tables
+    out_obs, out_rewards, out_terminations, out_truncations, out_states = out
     n_states = np.uint64(outcomes.shape[1])
     n_rows = np.uint64(outcomes.shape[2])
     n_out = np.uint64(outcomes.shape[3])
@@ -286,25 +337,7 @@ def first_bad_action(actions, n_actions):
 
 
 @njit(cache=True)
-def step_kernel(
-    n_chunks,
-    actions,
-    uniforms,
-    row_u,
-    env_state,
-    outcomes,
-    action_rows,
-    terminal,
-    initial_cum,
-    key_of_state,
-    max_steps,
-    obs_rows,
-    out_obs,
-    out_rewards,
-    out_terminations,
-    out_truncations,
-    out_states,
-):
+def step_kernel(n_chunks, actions, uniforms, row_u, env_state, tables, out):
     """Step every sub-env once, in one serial loop.
 
     Args:
@@ -313,108 +346,43 @@ def step_kernel(
         uniforms: ``[R, B]`` float64 in ``[0, 1)``, a block of pre-drawn uniforms.
         row_u: the row of ``uniforms`` to use; sub-env ``i`` reads ``uniforms[row_u, i]`` only.
         env_state: ``[B, N_ENV_FIELDS]`` int64 mutable state (see the module constants).
-        outcomes: ``[B, S, K, M]`` :data:`OUTCOME_DTYPE` tables.
-        action_rows: ``[A]`` int64.
-        terminal: ``[B, S]`` bool.
-        initial_cum: ``[B, S]`` float64 cumulative initial distributions (last entry 1.0).
-        key_of_state: ``[B, S]`` int64 observation key of each state.
-        max_steps: time limit (0: none).
-        obs_rows: ``[B, S, D]`` int8 observation rows, or ``[1, 1, 0]`` for discrete
-            observations (then ``out_obs[i, 0]`` is the observation key).
-        out_obs: ``[B, D]`` (or ``[B, 1]``) int64 output.
-        out_rewards: ``[B]`` float64 output.
-        out_terminations: ``[B]`` bool output.
-        out_truncations: ``[B]`` bool output.
-        out_states: ``[B]`` int64 output.
+        tables: :class:`StepTables`.
+        out: :class:`StepOutputs`, written.
 
     Returns:
         -1, or the index of the first action outside ``[0, A)`` (then nothing was changed).
     """
-    bad = first_bad_action(actions, action_rows.shape[0])
+    bad = first_bad_action(actions, tables.action_rows.shape[0])
     if bad >= 0:
         return bad
-    _step_range(
-        0,
-        env_state.shape[0],
-        actions,
-        uniforms,
-        row_u,
-        env_state,
-        outcomes,
-        action_rows,
-        terminal,
-        initial_cum,
-        key_of_state,
-        max_steps,
-        obs_rows,
-        out_obs,
-        out_rewards,
-        out_terminations,
-        out_truncations,
-        out_states,
-    )
+    _step_range(0, env_state.shape[0], actions, uniforms, row_u, env_state, tables, out)
     return -1
 
 
 @njit(cache=True, parallel=True)
-def step_kernel_parallel(
-    n_chunks,
-    actions,
-    uniforms,
-    row_u,
-    env_state,
-    outcomes,
-    action_rows,
-    terminal,
-    initial_cum,
-    key_of_state,
-    max_steps,
-    obs_rows,
-    out_obs,
-    out_rewards,
-    out_terminations,
-    out_truncations,
-    out_states,
-):
+def step_kernel_parallel(n_chunks, actions, uniforms, row_u, env_state, tables, out):
     """:func:`step_kernel` over ``n_chunks`` contiguous ranges of sub-envs run on numba's threads.
 
     Sub-envs are independent (each reads its own uniform), so the results are the same.
     """
-    bad = first_bad_action(actions, action_rows.shape[0])
+    bad = first_bad_action(actions, tables.action_rows.shape[0])
     if bad >= 0:
         return bad
     n_envs = env_state.shape[0]
     for c in prange(n_chunks):
-        _step_range(
-            c * n_envs // n_chunks,
-            (c + 1) * n_envs // n_chunks,
-            actions,
-            uniforms,
-            row_u,
-            env_state,
-            outcomes,
-            action_rows,
-            terminal,
-            initial_cum,
-            key_of_state,
-            max_steps,
-            obs_rows,
-            out_obs,
-            out_rewards,
-            out_terminations,
-            out_truncations,
-            out_states,
-        )
+        lo, hi = c * n_envs // n_chunks, (c + 1) * n_envs // n_chunks
+        _step_range(lo, hi, actions, uniforms, row_u, env_state, tables, out)
     return -1
 
 
 @njit(cache=True)
-def reset_kernel(
-    mask, uniforms, row_u, env_state, initial_cum, key_of_state, obs_rows, out_obs, out_states
-):
-    """Reset the sub-envs with ``mask[i]``; write every sub-env's observation and state."""
+def reset_kernel(mask, uniforms, row_u, env_state, tables, out_obs, out_states):
+    """Reset the sub-envs with ``mask[i]``; write every sub-env's observation and state.
+
+    Arguments as :func:`step_kernel`'s, ``out_obs`` and ``out_states`` as in :class:`StepOutputs`.
+    """
     for i in range(env_state.shape[0]):
         if mask[i]:
-            _reset_one(i, uniforms[row_u, i], env_state, initial_cum, key_of_state)
+            _reset_one(i, uniforms[row_u, i], env_state, tables.initial_cum, tables.key_of_state)
         out_states[i] = env_state[i, STATE]
-        _write_obs(i, env_state, obs_rows, out_obs)
+        _write_obs(i, env_state, tables.obs_rows, out_obs)

@@ -140,11 +140,12 @@ def close_pool(cancel: bool = False) -> None:
 
 def run_jobs(
     compute: Callable[[Any], Any], jobs: Sequence[Any], workers: int, bar: Any
-) -> None:  # pragma: no cover - exercised with workers > 1 in the slow tests
-    """Run ``compute(job)`` for every job in ``workers`` spawned processes.
+) -> list[Any]:  # pragma: no cover - exercised with workers > 1 in the slow tests
+    """Run ``compute(job)`` for every job in ``workers`` spawned processes; the results in order.
 
-    ``compute`` must be importable by name (it is sent to the workers); ``bar`` is updated as
-    the workers report episodes. A worker's error is raised here, and ends the pool.
+    ``compute`` must be importable by name (it is sent to the workers); ``bar`` (anything with
+    ``update(n)``, or None) is updated as the workers report episodes. A worker's error is
+    raised here, and ends the pool.
     """
     import concurrent.futures as cf
     import queue as queue_module
@@ -154,9 +155,11 @@ def run_jobs(
     def drain(timeout: float) -> None:
         while True:
             try:
-                bar.update(pool.queue.get(timeout=timeout) if timeout else pool.queue.get_nowait())
+                count = pool.queue.get(timeout=timeout) if timeout else pool.queue.get_nowait()
             except queue_module.Empty:
                 return
+            if bar is not None:
+                bar.update(count)
 
     try:
         futures = [pool.executor.submit(compute, job) for job in jobs]
@@ -170,3 +173,4 @@ def run_jobs(
     except BaseException:
         close_pool(cancel=True)
         raise
+    return [future.result() for future in futures]

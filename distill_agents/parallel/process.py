@@ -1,10 +1,11 @@
 """Worker processes that do not outlive their parent.
 
-The process pools of :mod:`distill_agents.parallel.pool` and :mod:`distill_agents.teachers.make`
-spawn workers that wait on queues the workers themselves also hold open, so a parent killed
-without a chance to shut its pool down (``SIGTERM``, ``SIGKILL``, a crash) would leave them
-waiting forever. :func:`exit_with_parent`, called from a pool's initializer, ends the worker
-soon after its parent is gone.
+The process pool of :mod:`distill_agents.parallel.pool` (which ``reproduce`` and
+:func:`~distill_agents.teachers.make.make_teachers` use) spawns workers that wait on a queue
+the workers themselves also hold open, so a parent killed without a chance to shut its pool
+down (``SIGTERM``, ``SIGKILL``, a crash) would leave them waiting forever.
+:func:`exit_with_parent`, called from the pool's initializer, ends the worker soon after its
+parent is gone.
 """
 
 from __future__ import annotations

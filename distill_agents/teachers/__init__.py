@@ -32,10 +32,13 @@ Modules
     (noisy teachers), :mod:`~distill_agents.teachers.env` (the vector envs teachers train on),
     :mod:`~distill_agents.teachers.training` (batched Q-learning and A2C),
     :mod:`~distill_agents.teachers.make` (:func:`~distill_agents.teachers.make.make_teachers`:
-    a kind for many MDPs, in worker processes), :mod:`~distill_agents.teachers.kernels` (the
-    trainers' compiled agent kernels) and :mod:`~distill_agents.teachers.bench` (the trainer's
-    benchmark). This package re-exports the tables, builders and noise;
-    :mod:`distill_agents.teacher_training` re-exports the training side.
+    a kind for many MDPs, in worker processes), the trainers' compiled agent kernels
+    (:mod:`~distill_agents.teachers.q_kernels`, :mod:`~distill_agents.teachers.a2c_kernels`,
+    :mod:`~distill_agents.teachers.policy_kernels`, the records they take in
+    :mod:`~distill_agents.teachers.records`; :mod:`~distill_agents.teachers.kernels` names them
+    all) and :mod:`~distill_agents.teachers.bench` (the trainer's benchmark). This package
+    re-exports the tables, builders and noise; :mod:`distill_agents.teacher_training`
+    re-exports the training side.
 """
 
 from distill_agents.teachers.build import (

@@ -7,10 +7,11 @@
 Randomness, chunks and worker processes
     :func:`make_teachers` cuts the MDPs into chunks of consecutive MDPs (at most
     :data:`MAX_CHUNK`, fewer if ``[N, A]`` tables would exceed :data:`CHUNK_BUDGET_BYTES`),
-    each trained in its own vector env, and spreads the chunks over worker processes (one
-    numba thread each; the kernels run serially by default, see :data:`THREAD_MIN_ACTORS`:
-    independent processes use the cores far better than OpenMP regions that synchronise twice
-    per ``step`` and stall when other processes compete for the CPU). The chunk starting at
+    each trained in its own vector env, and spreads the chunks over the worker processes of
+    the local pool (:mod:`distill_agents.parallel.pool`, one numba thread each; the kernels
+    run serially by default, see :data:`THREAD_MIN_ACTORS`: independent processes use the
+    cores far better than OpenMP regions that synchronise twice per ``step`` and stall when
+    other processes compete for the CPU). The chunk starting at
     MDP ``c`` trains with ``SeedSequence(seed, spawn_key=(0, c))``; within it the vector env of
     phase ``p`` is reset with a seed from key ``(0, p)`` and the agent's uniforms (one per actor
     per step, drawn in blocks) come from a generator on key ``(1,)``. The vector env draws its
@@ -35,6 +36,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from distill_agents import planning
+from distill_agents.parallel import pool
+from distill_agents.parallel.pool import worker_progress
 from distill_agents.teachers.build import (
     a2c_teachers,
     acting_indices,
@@ -66,7 +69,6 @@ __all__ = [
     "TeachRun",
     "default_chunk_size",
     "default_workers",
-    "init_worker",
     "make_teachers",
     "run_jobs",
 ]
@@ -461,27 +463,13 @@ def _run_chunk(job: ChunkJob, progress: Callable[[int], None] | None) -> _ChunkR
     return _ChunkResult(teachers, returns, stats)
 
 
-# Shared episode counter of the worker processes (set by init_worker).
-_worker_counter: Any = None
-
-
-def init_worker(counter: Any) -> None:
-    """Worker process set-up: one numba thread (the processes are the parallelism)."""
-    from distill_agents.parallel.process import exit_with_parent
-
-    global _worker_counter
-    _worker_counter = counter
-    numba.set_num_threads(1)
-    exit_with_parent()
-
-
-def _worker_progress(n: int) -> None:
-    with _worker_counter.get_lock():
-        _worker_counter.value += n
-
-
 def _run_chunk_in_worker(job: ChunkJob) -> _ChunkResult:
-    return _run_chunk(job, _worker_progress)
+    """One chunk in a worker of the local pool, its episodes reported to the parent's progress."""
+    progress, queue_progress = worker_progress(None)
+    result = _run_chunk(job, progress)
+    if queue_progress is not None:
+        queue_progress.flush()
+    return result
 
 
 def default_workers() -> int:
@@ -513,23 +501,21 @@ def run_jobs(
     n_workers = min(len(jobs), default_workers() if workers is None else workers)
     if n_workers <= 1:
         return [_run_chunk(job, progress) for job in jobs]
-    import concurrent.futures as futures
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # no fork of a process with OpenMP threads
-    counter = context.Value("q", 0)
-    reported = 0
-    with futures.ProcessPoolExecutor(
-        max_workers=n_workers, mp_context=context, initializer=init_worker, initargs=(counter,)
-    ) as pool:
-        pending = [pool.submit(_run_chunk_in_worker, job) for job in jobs]
-        waiting = set(pending)
-        while waiting:
-            _, waiting = futures.wait(waiting, timeout=0.5, return_when=futures.FIRST_COMPLETED)
-            if progress is not None:
-                done = int(counter.value)
-                progress(done - reported)
-                reported = done
-        results = [f.result() for f in pending]
+    # The local pool's workers (spawned, one numba thread each); kept if they were running
+    # before (``reproduce``'s), ended here otherwise.
+    kept = pool.active_pool() is not None
+    bar = None if progress is None else _ProgressBar(progress)
+    try:
+        results = pool.run_jobs(_run_chunk_in_worker, jobs, n_workers, bar)
+    finally:
+        if not kept:
+            pool.close_pool()
     # Arrays come back from the workers writeable: validate and freeze them again.
     return [r._replace(teachers=r.teachers.replace()) for r in results]
+
+
+class _ProgressBar:
+    """``progress`` as the ``update`` of a progress bar (what :func:`pool.run_jobs` updates)."""
+
+    def __init__(self, progress: Callable[[int], None]) -> None:
+        self.update = progress

@@ -41,9 +41,10 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from distill_agents.teachers import kernels
+from distill_agents.teachers import a2c_kernels, q_kernels, records
 from distill_agents.teachers.env import TeacherEnv
 from gridworld_env.base import check_int
+from gridworld_env.kernels import compiled_for
 
 __all__ = [
     "BUILD_COST",
@@ -277,23 +278,18 @@ def _keep_cost(
 
 
 class _Agent:
-    """Agent tables and its kernels (see :func:`distill_agents.teachers.kernels.q_step`).
+    """Agent tables and its kernels (see :func:`distill_agents.teachers.q_kernels.q_step`).
 
-    The kernels are called as ``kernel(bounds, group, *tables, obs, actions, rewards,
-    next_obs, terminated, truncated, status, started, completed, steps, n_episodes, allow,
-    u_row, *extras, counts)``.
+    The kernels are called as ``kernel(actors, tallies, *records, rewards, next_obs,
+    terminated, truncated, u_row, allow)`` (:mod:`distill_agents.teachers.records`).
     """
 
     n_counts = 2
     serial: Callable[..., Any]
     parallel: Callable[..., Any]
 
-    def tables(self) -> tuple[Any, ...]:
-        """The arrays the kernel learns into."""
-        raise NotImplementedError
-
-    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
-        """Arguments after ``u_row`` for a phase of ``n_actors`` actors."""
+    def records(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+        """The kernel's arguments after ``tallies`` for a phase of ``n_actors`` actors."""
         raise NotImplementedError
 
     def check(self, counts: NDArray[np.int64]) -> None:
@@ -301,26 +297,23 @@ class _Agent:
 
 
 class _QAgent(_Agent):
-    serial = staticmethod(kernels.q_step)
-    parallel = staticmethod(kernels.q_step_parallel)
+    serial = staticmethod(q_kernels.q_step)
+    parallel = staticmethod(q_kernels.q_step_parallel)
 
     def __init__(
         self, n_mdps: int, n_index: int, n_actions: int, lr: float, gamma: float, epsilon: float
     ) -> None:
         self.q_values = np.zeros((n_mdps, n_index, n_actions))
-        self.lr, self.gamma, self.epsilon = lr, gamma, epsilon
+        self.params = records.QParams(epsilon, lr, gamma)
 
-    def tables(self) -> tuple[Any, ...]:
-        return (self.q_values,)
-
-    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
-        return (self.epsilon, self.lr, self.gamma)
+    def records(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+        return (self.q_values, self.params)
 
 
 class _A2CAgent(_Agent):
     n_counts = 3
-    serial = staticmethod(kernels.a2c_step)
-    parallel = staticmethod(kernels.a2c_step_parallel)
+    serial = staticmethod(a2c_kernels.a2c_step)
+    parallel = staticmethod(a2c_kernels.a2c_step_parallel)
 
     def __init__(
         self,
@@ -334,27 +327,22 @@ class _A2CAgent(_Agent):
     ) -> None:
         self.logits = np.zeros((n_mdps, n_index, n_actions))
         self.values = np.zeros((n_mdps, n_index))
-        self.lr, self.critic_lr, self.gamma, self.mc = lr, critic_lr, gamma, mc
+        self.tables = records.A2CTables(self.logits, self.values)
+        self.params = records.A2CParams(lr, critic_lr, gamma, mc)
 
-    def tables(self) -> tuple[Any, ...]:
-        return (self.logits, self.values)
-
-    def extras(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
+    def records(self, n_actors: int, envs: Any) -> tuple[Any, ...]:
         limit = getattr(envs, "max_episode_steps", None)
         if limit is None:
             raise ValueError(
                 "the A2C teacher needs a time limit (max_episode_steps) to size its episode buffers"
             )
-        return (
-            np.zeros((n_actors, limit + 1), dtype=np.int64),  # observations
-            np.zeros((n_actors, limit), dtype=np.int64),  # actions
-            np.zeros((n_actors, limit)),  # rewards
-            np.zeros(n_actors, dtype=np.int64),  # lengths
-            self.lr,
-            self.critic_lr,
-            self.gamma,
-            self.mc,
+        buffers = records.EpisodeBuffers(
+            np.zeros((n_actors, limit + 1), dtype=np.int64),
+            np.zeros((n_actors, limit), dtype=np.int64),
+            np.zeros((n_actors, limit)),
+            np.zeros(n_actors, dtype=np.int64),
         )
+        return (self.tables, self.params, buffers)
 
     def check(self, counts: NDArray[np.int64]) -> None:
         if counts[-1, 2]:
@@ -378,17 +366,14 @@ def _run(
     """
     t0 = time.perf_counter()
     n_mdps = len(mdps)
-    started = np.zeros(n_mdps, dtype=np.int64)
-    completed = np.zeros(n_mdps, dtype=np.int64)
-    steps = np.zeros(n_mdps, dtype=np.int64)
+    started, completed, steps = (np.zeros(n_mdps, dtype=np.int64) for _ in range(3))
+    tallies = records.Tallies(started, completed, steps, n_episodes)
     rng = np.random.default_rng(child_seed(seed, 1))
-    tables = agent.tables()
+    report = None if progress is None else _Report(progress, completed)
     env_steps = calls = 0
     phase = 0
-    reported = 0
     build_s = 0.0
     log: list[tuple[int, int, int, float]] = []
-    n_threads = max(1, numba.get_num_threads())
     while (completed < n_episodes).any():
         if phase == 0:
             group = np.arange(n_mdps, dtype=np.int64)
@@ -400,58 +385,12 @@ def _run(
             # is built again (same dynamics as building them from their layouts).
             envs = first_envs.select(group, parallel=_use_threads(group.size))
             build_s += time.perf_counter() - t_build
-        n_actors = int(group.size)
         t_phase = time.perf_counter()
-        extras = agent.extras(n_actors, envs)
-        parallel = _use_threads(n_actors)
-        kernel = agent.parallel if parallel else agent.serial
-        bounds = _thread_bounds(group, n_threads if parallel else 1)
-        counts = np.zeros((bounds.size, agent.n_counts), dtype=np.int64)
-        block = np.empty((max(1, min(_UNIFORM_ROWS, _UNIFORM_VALUES // n_actors)), n_actors))
-        u_rows = list(block)  # views of the block's rows (refilled in place)
-        n_rows = len(u_rows)
         reset_seed = int(child_seed(seed, 0, phase).generate_state(1, np.uint64)[0] >> np.uint64(1))
-        obs, _ = envs.reset(seed=reset_seed)
-        obs = np.array(obs, dtype=np.int64)
-        actions = np.zeros(n_actors, dtype=np.int64)
-        status = np.full(n_actors, kernels.ENDED, dtype=np.int8)
-        flags = np.zeros(n_actors, dtype=bool)
-        rng.random(out=block)
-        allow = True
-        # Every actor starts an episode at its reset observation (nothing to learn yet). The
-        # kernels return the number of busy actors (-1: a problem, which check raises).
-        busy = kernel(bounds, group, *tables, obs, actions, np.zeros(n_actors), obs.copy(),
-                      flags, flags, status, started, completed, steps, n_episodes, allow,
-                      u_rows[0], *extras, counts)  # fmt: skip
-        if busy < 0:
-            agent.check(counts)
-        row = 1
-        phase_calls = 0
-        drain_below = DRAIN_BELOW * n_actors
-        step = envs.step
-        while busy > 0:
-            if (
-                allow
-                and busy < drain_below
-                and phase_calls % PLAN_EVERY == 0
-                and _should_rebuild(completed, steps, n_episodes, group, n_mdps, max_actors)
-            ):
-                allow = False  # drain: let the running episodes end, start no new ones
-            next_obs, rewards, terminated, truncated, _ = step(actions)
-            if row == n_rows:
-                rng.random(out=block)
-                row = 0
-            busy = kernel(bounds, group, *tables, obs, actions, rewards, next_obs, terminated,
-                          truncated, status, started, completed, steps, n_episodes, allow,
-                          u_rows[row], *extras, counts)  # fmt: skip
-            if busy < 0:
-                agent.check(counts)
-            row += 1
-            phase_calls += 1
-            if progress is not None and phase_calls % _PROGRESS_EVERY == 0:
-                done = int(completed.sum())
-                progress(done - reported)
-                reported = done
+        phase_calls = _run_phase(
+            envs, group, agent, tallies, rng, reset_seed, n_mdps, max_actors, report
+        )
+        n_actors = int(group.size)
         calls += phase_calls
         env_steps += phase_calls * n_actors
         log.append(
@@ -461,13 +400,91 @@ def _run(
             envs.close()
         phase += 1
     first_envs.close()
-    if progress is not None:
-        progress(int(completed.sum()) - reported)
+    if report is not None:
+        report()
     updates = int(steps.sum())  # every learned transition is counted in its MDP's steps
     stats = TrainingStats(
         env_steps, updates, calls, phase, time.perf_counter() - t0, build_s, tuple(log)
     )
     return steps, completed, stats
+
+
+class _Report:
+    """Hands the episodes completed since the last report to ``progress``."""
+
+    def __init__(self, progress: Callable[[int], None], completed: NDArray[np.int64]) -> None:
+        self.progress, self.completed, self.reported = progress, completed, 0
+
+    def __call__(self) -> None:
+        done = int(self.completed.sum())
+        self.progress(done - self.reported)
+        self.reported = done
+
+
+def _run_phase(
+    envs: Any,
+    group: NDArray[np.int64],
+    agent: _Agent,
+    tallies: records.Tallies,
+    rng: np.random.Generator,
+    reset_seed: int,
+    n_mdps: int,
+    max_actors: int,
+    report: _Report | None,
+) -> int:
+    """One phase: actor ``j`` plays MDP ``group[j]`` until no actor is busy; its step calls."""
+    n_actors = int(group.size)
+    own = agent.records(n_actors, envs)
+    parallel = _use_threads(n_actors)
+    kernel = agent.parallel if parallel else agent.serial
+    bounds = _thread_bounds(group, max(1, numba.get_num_threads()) if parallel else 1)
+    counts = np.zeros((bounds.size, agent.n_counts), dtype=np.int64)
+    block = np.empty((max(1, min(_UNIFORM_ROWS, _UNIFORM_VALUES // n_actors)), n_actors))
+    u_rows = list(block)  # views of the block's rows (refilled in place)
+    n_rows = len(u_rows)
+    obs, _ = envs.reset(seed=reset_seed)
+    obs = np.array(obs, dtype=np.int64)
+    actions = np.zeros(n_actors, dtype=np.int64)
+    status = np.full(n_actors, records.ENDED, dtype=np.int8)
+    actors = records.Actors(bounds, group, obs, actions, status, counts)
+    flags = np.zeros(n_actors, dtype=bool)
+    rng.random(out=block)
+    allow = True
+    # Every actor starts an episode at its reset observation (nothing to learn yet). The
+    # kernels return the number of busy actors (-1: a problem, which check raises).
+    args = (actors, tallies, *own, np.zeros(n_actors), obs.copy(), flags, flags, u_rows[0])
+    busy = kernel(*args, allow)
+    if busy < 0:
+        agent.check(counts)
+    # The arrays step returns are allocated alike at every call, and the records are the
+    # phase's: the kernel's machine code can be called directly (no typing per call).
+    call = compiled_for(kernel, (*args, allow))
+    completed, steps, n_episodes = tallies.completed, tallies.steps, tallies.n_episodes
+    row = 1
+    phase_calls = 0
+    drain_below = DRAIN_BELOW * n_actors
+    step = envs.step
+    while busy > 0:
+        if (
+            allow
+            and busy < drain_below
+            and phase_calls % PLAN_EVERY == 0
+            and _should_rebuild(completed, steps, n_episodes, group, n_mdps, max_actors)
+        ):
+            allow = False  # drain: let the running episodes end, start no new ones
+        next_obs, rewards, terminated, truncated, _ = step(actions)
+        if row == n_rows:
+            rng.random(out=block)
+            row = 0
+        busy = call(actors, tallies, *own, rewards, next_obs, terminated, truncated,
+                    u_rows[row], allow)  # fmt: skip
+        if busy < 0:
+            agent.check(counts)
+        row += 1
+        phase_calls += 1
+        if report is not None and phase_calls % _PROGRESS_EVERY == 0:
+            report()
+    return phase_calls
 
 
 def _should_rebuild(
@@ -571,7 +588,7 @@ def train_a2c(
     episode is sampled with the actor, then the episode's steps update both in order
     (``variant="mc"``: advantage ``G_t - V(o_t)``, critic target ``G_t``; ``"td"``: advantage
     ``r_t + gamma V(o_{t+1}) - V(o_t)``, ``V = 0`` after a termination; see
-    :func:`distill_agents.teachers.kernels._a2c_update`).
+    :func:`distill_agents.teachers.a2c_kernels.a2c_update`).
 
     Args:
         env: the MDP family (default ``TeacherEnv()``).

@@ -96,6 +96,7 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         self.parallel = bool(parallel)
         self._n_chunks = max(1, numba.get_num_threads())
         self._kernel = kernels.step_kernel_parallel if parallel else kernels.step_kernel
+        self._compiled: Any = None  # the kernel's machine code, bound at the first step
         self._index_observations = index_observations
         self.single_action_space = spaces.Discrete(n_actions)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -189,15 +190,10 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         self._key_of_state = key_table
         self._obs_rows = obs_rows
         self._action_rows = np.array(first.action_rows, dtype=np.int64)
-        self._tables = (
-            outcomes,
-            self._action_rows,
-            terminal,
-            initial_cum,
-            key_table,
-            self._max_steps,
-            obs_rows,
+        self._tables = kernels.StepTables(
+            outcomes, self._action_rows, terminal, initial_cum, key_table, obs_rows, self._max_steps
         )
+        self._compiled = None
         self._obs_shape: tuple[int, ...] = (n_envs, n_dim) if partial else (n_envs,)
         self._n_states = n_states
         if self._index_observations:
@@ -363,14 +359,14 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         new._key_of_state = self._key_of_state[idx]
         partial = self._obs_rows.shape[2] > 0
         new._obs_rows = self._obs_rows[idx] if partial else self._obs_rows
-        new._tables = (
+        new._tables = kernels.StepTables(
             new._outcomes,
             self._action_rows,
             new._terminal,
             new._initial_cum,
             new._key_of_state,
-            self._max_steps,
             new._obs_rows,
+            self._max_steps,
         )
         new._obs_shape = (int(idx.size), *self._obs_shape[1:])
         if self._state_to_index is not None and self._n_indices is not None:
@@ -434,9 +430,7 @@ class TabularVectorEnv(gym.vector.VectorEnv):
             self._uniforms,
             row,
             self._env_state,
-            self._initial_cum,
-            self._key_of_state,
-            self._obs_rows,
+            self._tables,
             obs.reshape(n_envs, -1),
             states,
         )
@@ -486,19 +480,18 @@ class TabularVectorEnv(gym.vector.VectorEnv):
         terminations = np.empty(n_envs, dtype=bool)
         truncations = np.empty(n_envs, dtype=bool)
         states = np.empty(n_envs, dtype=np.int64)
-        bad = self._kernel(
-            self._n_chunks,
-            actions,
-            self._uniforms,
-            row,
-            env_state,
-            *self._tables,
-            obs.reshape(n_envs, -1),
-            rewards,
-            terminations,
-            truncations,
-            states,
+        out = kernels.StepOutputs(
+            obs.reshape(n_envs, -1), rewards, terminations, truncations, states
         )
+        args = (self._n_chunks, actions, self._uniforms, row, env_state, self._tables, out)
+        # Every argument but the actions is this env's own, of fixed types: once bound, the
+        # kernel's machine code is called directly for C-contiguous writeable int64 actions.
+        if self._compiled is not None and actions.flags.carray:
+            bad = self._compiled(*args)
+        else:
+            bad = self._kernel(*args)
+            if actions.flags.carray:
+                self._compiled = kernels.compiled_for(self._kernel, args)
         if bad >= 0:  # nothing changed, and this row of uniforms is still unused
             raise ValueError(
                 f"actions must lie in [0, {self._n_actions}) (Discrete({self._n_actions})), got "
@@ -560,8 +553,10 @@ class TabularVectorEnv(gym.vector.VectorEnv):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_kernel", None)
+        state.pop("_compiled", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._kernel = kernels.step_kernel_parallel if self.parallel else kernels.step_kernel
+        self._compiled = None

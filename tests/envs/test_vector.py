@@ -370,6 +370,27 @@ def test_parallel_and_serial_kernels_give_identical_results():
     assert_rollouts_equal(rollout(serial, actions, seed=9), rollout(parallel, actions, seed=9))
 
 
+def test_actions_of_any_layout_step_like_contiguous_actions():
+    # After its first step the env calls its kernel's machine code directly for C-contiguous
+    # writeable int64 actions; strided, read-only and other actions take numba's dispatch.
+    rng = np.random.default_rng(2)
+    wide = rng.integers(0, 4, (60, 2 * 40))
+    kwargs = {"width": 6, "height": 6, "layout_seed": 1, "max_episode_steps": 9}
+    plain, mixed = make_vec(40, **kwargs), make_vec(40, **kwargs)
+    plain.reset(seed=4)
+    mixed.reset(seed=4)
+    for t, row in enumerate(wide):
+        strided = row[::2]
+        frozen = strided.copy()
+        frozen.flags.writeable = False
+        given = [strided.copy(), strided, frozen, strided.tolist(), strided.astype(np.int32)][t % 5]
+        for a, b in zip(plain.step(strided.copy()), mixed.step(given), strict=True):
+            if isinstance(a, dict):
+                np.testing.assert_array_equal(a["state"], b["state"])
+            else:
+                np.testing.assert_array_equal(a, b)
+
+
 def test_deferred_layouts_are_drawn_from_the_reset_seed():
     envs = make_vec(3, layout_seed=None, width=6, height=6)
     with pytest.raises(RuntimeError, match="reset"):
@@ -544,3 +565,19 @@ def test_bench_quick_runs(capsys):
     assert bench.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "FrozenLake-v1" in out and "SyncVectorEnv" in out and "partial" in out
+
+
+def test_compiled_for_gives_the_machine_code_of_a_call_or_the_dispatcher():
+    from numba import njit
+
+    from gridworld_env.kernels import compiled_for
+
+    @njit
+    def plus_one(x):
+        return x + 1
+
+    assert plus_one(np.int32(3)) == 4  # compiled for int32 only
+    direct = compiled_for(plus_one, (np.int32(3),))
+    assert direct is not plus_one and direct(np.int32(5)) == 6
+    # No machine code for int64 arguments (numba would convert them, or compile): the dispatcher.
+    assert compiled_for(plus_one, (np.int64(3),)) is plus_one

@@ -174,19 +174,15 @@ import multiprocessing as mp
 import os
 import time
 
-from distill_agents import teacher_training
 from distill_agents.parallel.pool import init_worker
 
 if __name__ == "__main__":
     ctx = mp.get_context("spawn")
-    pids = []
-    for init, args in (
-        (init_worker, (ctx.Queue(), 1)),
-        (teacher_training.init_worker, (ctx.Value("q", 0),)),
-    ):
-        pool = cf.ProcessPoolExecutor(2, mp_context=ctx, initializer=init, initargs=args)
-        list(pool.map(time.sleep, [0.5, 0.5]))  # both workers started
-        pids += [p.pid for p in pool._processes.values()]
+    pool = cf.ProcessPoolExecutor(
+        2, mp_context=ctx, initializer=init_worker, initargs=(ctx.Queue(), 1)
+    )
+    list(pool.map(time.sleep, [0.5, 0.5]))  # both workers started
+    pids = [p.pid for p in pool._processes.values()]
     print(" ".join(str(p) for p in pids), flush=True)
     os._exit(0)  # die without shutting the pools down, as a killed parent would
 """
@@ -202,8 +198,8 @@ def _gone(pid: int) -> bool:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc to see the workers")
 def test_pool_workers_end_when_their_parent_dies(tmp_path):
-    # Workers of reproduce's and teach's process pools wait on queues they hold open
-    # themselves: without a watch on their parent they would outlive a killed run forever.
+    # Workers of the local process pool (reproduce's and teach's) wait on a queue they hold
+    # open themselves: without a watch on their parent they would outlive a killed run forever.
     script = tmp_path / "parent.py"
     script.write_text(_ORPHAN_PARENT)
     done = subprocess.run(
@@ -211,7 +207,7 @@ def test_pool_workers_end_when_their_parent_dies(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.split()]
-    assert len(pids) == 4
+    assert len(pids) == 2
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not all(_gone(p) for p in pids):
         time.sleep(0.2)

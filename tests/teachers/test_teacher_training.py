@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 import gridworld_env  # noqa: F401  (registers the ids)
-from distill_agents.teachers import kernels
+from distill_agents.teachers import kernels, policy_kernels
+from distill_agents.teachers.records import (
+    A2CParams,
+    A2CTables,
+    Actors,
+    EpisodeBuffers,
+    QParams,
+    Tallies,
+)
 
 
 def _grid_vec(n_envs: int, **kwargs):
@@ -79,18 +87,19 @@ def test_greedy_matches_a_slow_reference_on_rows_with_ties():
         for _ in range(300):
             row = rng.integers(0, 3, size=n_actions).astype(np.float64)  # many ties
             u = float(rng.random())
-            assert kernels._greedy(row, np.uint64(0), n_actions, u) == _slow_greedy(row, u)
+            assert policy_kernels.greedy(row, np.uint64(0), n_actions, u) == _slow_greedy(row, u)
 
 
 def _q_call(kernel, status, next_obs, terminated, allow=True, n_episodes=10):
     n = status.size
     counts = np.zeros((2, 2), dtype=np.int64)
+    zeros = np.zeros(n, dtype=np.int64)
+    actors = Actors(np.array([0, n]), zeros, zeros.copy(), zeros.copy(), status, counts)
+    tallies = Tallies(*(np.zeros(1, dtype=np.int64) for _ in range(3)), n_episodes)
     busy = kernel(
-        np.array([0, n]), np.zeros(n, dtype=np.int64), np.zeros((1, 4, 2)),
-        np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.ones(n),
+        actors, tallies, np.zeros((1, 4, 2)), QParams(0.1, 0.1, 0.9), np.ones(n),
         np.asarray(next_obs, dtype=np.int64), np.asarray(terminated), np.zeros(n, dtype=bool),
-        status, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
-        np.zeros(1, dtype=np.int64), n_episodes, allow, np.full(n, 0.5), 0.1, 0.1, 0.9, counts,
+        np.full(n, 0.5), allow,
     )  # fmt: skip
     return busy, counts
 
@@ -109,16 +118,18 @@ def test_a2c_kernel_returns_minus_one_when_an_episode_overflows_its_buffers():
     logits, values = np.zeros((1, 3, 2)), np.zeros((1, 3))
     status = np.array([kernels.ENDED], dtype=np.int8)
     started, completed, steps = (np.zeros(1, dtype=np.int64) for _ in range(3))
-    buffers = (np.zeros((1, 3), dtype=np.int64), np.zeros((1, 2), dtype=np.int64),
-               np.zeros((1, 2)), np.zeros(1, dtype=np.int64))  # fmt: skip
+    buffers = EpisodeBuffers(np.zeros((1, 3), dtype=np.int64), np.zeros((1, 2), dtype=np.int64),
+                             np.zeros((1, 2)), np.zeros(1, dtype=np.int64))  # fmt: skip
     counts = np.zeros((2, 3), dtype=np.int64)
+    actors = Actors(np.array([0, 1]), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                    np.zeros(1, dtype=np.int64), status, counts)  # fmt: skip
+    tallies = Tallies(started, completed, steps, 5)
     returned = []
     for _ in range(4):  # start, two recorded steps (the buffer's capacity), then overflow
         returned.append(kernels.a2c_step(
-            np.array([0, 1]), np.zeros(1, dtype=np.int64), logits, values,
-            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1),
-            np.array([1]), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool), status, started,
-            completed, steps, 5, True, np.full(1, 0.5), *buffers, 0.1, 0.1, 0.9, True, counts,
+            actors, tallies, A2CTables(logits, values), A2CParams(0.1, 0.1, 0.9, True), buffers,
+            np.zeros(1), np.array([1]), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool),
+            np.full(1, 0.5), True,
         ))  # fmt: skip
     assert returned == [1, 1, 1, -1] and counts[-1, 2] == 1 and steps[0] == 0
 
@@ -132,14 +143,15 @@ def test_q_kernel_chooses_actions_exactly_as_epsilon_greedy():
     status = np.full(n, kernels.ENDED, dtype=np.int8)  # every actor starts an episode at o'
     actions = np.zeros(n, dtype=np.int64)
     zeros = np.zeros(n, dtype=np.int64)
+    actors = Actors(np.array([0, n]), np.arange(n), zeros.copy(), actions, status,
+                    np.zeros((2, 2), dtype=np.int64))  # fmt: skip
     kernels.q_step(
-        np.array([0, n]), np.arange(n), q, zeros.copy(), actions, np.zeros(n), next_obs,
-        np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), status, zeros.copy(), zeros.copy(),
-        zeros.copy(), 5, True, u, epsilon, 0.1, 0.9, np.zeros((2, 2), dtype=np.int64),
+        actors, Tallies(zeros.copy(), zeros.copy(), zeros.copy(), 5), q, QParams(epsilon, 0.1, 0.9),
+        np.zeros(n), next_obs, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), u, True,
     )  # fmt: skip
     flat = q.reshape(-1)
     expected = [
-        kernels._epsilon_greedy(
+        policy_kernels.epsilon_greedy(
             flat, np.uint64((j * n_index + next_obs[j]) * n_actions), n_actions, u[j], epsilon
         )
         for j in range(n)

@@ -20,11 +20,21 @@ from distill_agents.teachers import (
     make,
     noisy_teachers,
     planned_teachers,
+    policy_kernels,
     policy_values,
     q_learning_teachers,
     training,
 )
+from distill_agents.teachers.records import (
+    A2CParams,
+    A2CTables,
+    Actors,
+    EpisodeBuffers,
+    QParams,
+    Tallies,
+)
 
+Q_PARAMS = QParams(0.1, 0.1, 0.9)
 CORRIDOR = ["#####", "S..-G", "#####"]  # deterministic with noise = absorb_prob = 0
 TWO_ROUTES = ["S..", ".#.", "-.G"]
 SMALL = ["S....", ".#-#.", "..#..", "-...G"]
@@ -112,9 +122,10 @@ def test_threaded_kernels_match_serial_kernels():
             (kernels.q_step_parallel, bounds_threads, copies[1]),
         ):
             counts = np.zeros((bounds.size, 2), dtype=np.int64)
-            kernel(bounds, group, st["q"], st["obs"], st["actions"], rewards, next_obs, term,
-                   trunc, st["status"], st["started"], st["completed"], st["steps"], 10, True,
-                   u, 0.1, 0.1, 0.9, counts)  # fmt: skip
+            actors = Actors(bounds, group, st["obs"], st["actions"], st["status"], counts)
+            tallies = Tallies(st["started"], st["completed"], st["steps"], 10)
+            kernel(actors, tallies, st["q"], QParams(0.1, 0.1, 0.9), rewards, next_obs, term,
+                   trunc, u, True)  # fmt: skip
             st["totals"] = counts[-1].copy()
         for key in copies[0]:
             np.testing.assert_array_equal(copies[0][key], copies[1][key])
@@ -172,11 +183,11 @@ def test_padding_rows_are_uniform_with_zero_values():
 
 def test_greedy_choice_splits_ties_evenly():
     row = np.array([1.0, 3.0, 3.0, 0.0, 3.0])
-    picks = [kernels._greedy(row, np.uint64(0), 5, u) for u in (np.arange(3000) + 0.5) / 3000]
+    picks = [policy_kernels.greedy(row, np.uint64(0), 5, u) for u in (np.arange(3000) + 0.5) / 3000]
     counts = np.bincount(picks, minlength=5)
     np.testing.assert_array_equal(counts, [0, 1000, 1000, 0, 1000])
     explore = [
-        kernels._epsilon_greedy(row, np.uint64(0), 5, u, 0.1)
+        policy_kernels.epsilon_greedy(row, np.uint64(0), 5, u, 0.1)
         for u in (np.arange(1000) + 0.5) / 1000 * 0.1
     ]
     np.testing.assert_array_equal(np.bincount(explore, minlength=5), [200] * 5)
@@ -186,7 +197,7 @@ def test_epsilon_greedy_frequencies_with_random_uniforms():
     row = np.array([0.0, 2.0, 1.0, 2.0])
     rng = np.random.default_rng(0)
     picks = np.array(
-        [kernels._epsilon_greedy(row, np.uint64(0), 4, u, 0.2) for u in rng.random(40_000)]
+        [policy_kernels.epsilon_greedy(row, np.uint64(0), 4, u, 0.2) for u in rng.random(40_000)]
     )
     freq = np.bincount(picks, minlength=4) / picks.size
     # 0.2 / 4 = 0.05 each at random; the two greedy actions share 0.8.
@@ -509,15 +520,19 @@ def test_reference_loop_learns_like_the_trainer():
 
 
 # ------------------------------------------------------------------ kernels, exact cases
-def drive(kernel, tables, extras, group, obs, actions, rewards, next_obs, term, trunc, status,
+def drive(kernel, own, group, obs, actions, rewards, next_obs, term, trunc, status,
           started, completed, steps, n_episodes, allow=True, u=None):  # fmt: skip
-    """One agent-kernel call with one thread range; returns (busy, updates)."""
+    """One agent-kernel call with one thread range; returns (busy, updates).
+
+    ``own``: the kernel's records after the tallies (Q-learning: Q values and QParams).
+    """
     b = group.size
-    counts = np.zeros((2, 3 if len(tables) == 2 else 2), dtype=np.int64)
-    kernel(np.array([0, b]), group, *tables, obs, actions, np.asarray(rewards, float),
-           np.asarray(next_obs), np.asarray(term), np.asarray(trunc), status, started, completed,
-           steps, n_episodes, allow, np.full(b, 0.5) if u is None else u, *extras,
-           counts)  # fmt: skip
+    counts = np.zeros((2, 2 if isinstance(own[-1], QParams) else 3), dtype=np.int64)
+    actors = Actors(np.array([0, b]), group, obs, actions, status, counts)
+    tallies = Tallies(started, completed, steps, n_episodes)
+    kernel(actors, tallies, *own, np.asarray(rewards, float), np.asarray(next_obs),
+           np.asarray(term), np.asarray(trunc), np.full(b, 0.5) if u is None else u,
+           allow)  # fmt: skip
     return int(counts[-1, 0]), int(counts[-1, 1])
 
 
@@ -532,7 +547,7 @@ def test_q_update_bootstraps_unless_terminated(terminated, truncated, expected):
     obs, actions = np.array([0]), np.array([1])
     status = np.array([kernels.ACTING], dtype=np.int8)
     started, completed, steps = np.array([1]), np.array([0]), np.array([0])
-    drive(kernels.q_step, (q,), (0.1, 0.1, 0.9), group, obs, actions, [0.5], [2], [terminated],
+    drive(kernels.q_step, (q, Q_PARAMS), group, obs, actions, [0.5], [2], [terminated],
           [truncated], status, started, completed, steps, 10)  # fmt: skip
     assert q[0, 0, 1] == pytest.approx(expected)
     assert q[0, 0, 0] == 0.0 and steps[0] == 1
@@ -541,7 +556,7 @@ def test_q_update_bootstraps_unless_terminated(terminated, truncated, expected):
     assert completed[0] == int(ended) and obs[0] == 2
     # The autoreset step after an ended episode is not learned from.
     before = q.copy()
-    drive(kernels.q_step, (q,), (0.1, 0.1, 0.9), group, obs, actions, [7.0], [0], [False],
+    drive(kernels.q_step, (q, Q_PARAMS), group, obs, actions, [7.0], [0], [False],
           [False], status, started, completed, steps, 10)  # fmt: skip
     if ended:
         np.testing.assert_array_equal(q, before)
@@ -555,7 +570,7 @@ def test_kernel_starts_exactly_the_requested_episodes_across_actors():
     status = np.full(3, kernels.ENDED, dtype=np.int8)
     started, completed, steps = (np.zeros(1, dtype=np.int64) for _ in range(3))
     ones, zeros = np.ones(3, dtype=bool), np.zeros(3, dtype=bool)
-    args = (kernels.q_step, (q,), (0.1, 0.1, 0.9), group, obs, actions)
+    args = (kernels.q_step, (q, Q_PARAMS), group, obs, actions)
     busy, _ = drive(*args, np.zeros(3), np.zeros(3, dtype=np.int64), zeros, zeros, status,
                     started, completed, steps, 5)  # fmt: skip
     assert busy == 3 and started[0] == 3
@@ -579,7 +594,7 @@ def test_drain_starts_no_new_episode():
     group = np.zeros(2, dtype=np.int64)
     status = np.full(2, kernels.ENDED, dtype=np.int8)
     started, completed, steps = (np.zeros(1, dtype=np.int64) for _ in range(3))
-    busy, _ = drive(kernels.q_step, (q,), (0.1, 0.1, 0.9), group, np.zeros(2, dtype=np.int64),
+    busy, _ = drive(kernels.q_step, (q, Q_PARAMS), group, np.zeros(2, dtype=np.int64),
                     np.zeros(2, dtype=np.int64), np.zeros(2), np.zeros(2, dtype=np.int64),
                     np.zeros(2, dtype=bool), np.zeros(2, dtype=bool), status, started,
                     completed, steps, 100, allow=False)  # fmt: skip
@@ -629,15 +644,17 @@ def test_a2c_kernel_matches_the_slow_reference(mc, terminated):
     status = np.array([kernels.ENDED], dtype=np.int8)
     started, completed, steps = (np.zeros(1, dtype=np.int64) for _ in range(3))
     limit = 20
-    extras = (np.zeros((1, limit + 1), dtype=np.int64), np.zeros((1, limit), dtype=np.int64),
-              np.zeros((1, limit)), np.zeros(1, dtype=np.int64), lr, lr, gamma, mc)  # fmt: skip
+    buffers = EpisodeBuffers(np.zeros((1, limit + 1), dtype=np.int64),
+                             np.zeros((1, limit), dtype=np.int64), np.zeros((1, limit)),
+                             np.zeros(1, dtype=np.int64))  # fmt: skip
+    own = (A2CTables(logits, values), A2CParams(lr, lr, gamma, mc), buffers)
     no = [False]
-    drive(kernels.a2c_step, (logits, values), extras, group, obs, actions, [0.0],
+    drive(kernels.a2c_step, own, group, obs, actions, [0.0],
           [obs_seq[0]], no, no, status, started, completed, steps, 1)  # fmt: skip
     for t in range(length):
         actions[0] = act_seq[t]  # pretend the actor chose these actions
         last = t == length - 1
-        drive(kernels.a2c_step, (logits, values), extras, group, obs, actions, [rew_seq[t]],
+        drive(kernels.a2c_step, own, group, obs, actions, [rew_seq[t]],
               [obs_seq[t + 1]], [last and terminated], [last and not terminated], status,
               started, completed, steps, 1)  # fmt: skip
     ref_logits, ref_values = reference_a2c_episode(
