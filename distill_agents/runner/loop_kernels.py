@@ -23,7 +23,8 @@ that samples every MDP's episodes straight from the vector env's outcome tables 
 records its step kernel reads) and applies the same update kernel.
 
 The tables travel as typed records: :class:`EnvTables`, :class:`Streams`, :class:`Schedule`,
-:class:`MethodParams`, :class:`Episode`, and the row kernels' ``TeacherTable`` /
+:class:`Episode`, the update's :class:`~distill_agents.updates.records.MethodParams` and
+:class:`~distill_agents.updates.records.EpisodeSteps`, and the row kernels' ``TeacherTable`` /
 ``StudentTable`` / ``RowWork``. The teachers and students of a chunk are *stacked* tables: each
 field has two leading axes ``[G, B]`` (group member, MDP), and :func:`member_teacher` /
 :func:`member_student` take one student's view.
@@ -51,6 +52,7 @@ from distill_agents.row_kernels import (
     split_taken,
     update_student,
 )
+from distill_agents.updates.records import EpisodeSteps, MethodParams
 from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
 __all__ = [
@@ -157,22 +159,6 @@ class Schedule(NamedTuple):
     eval_index: NDArray[np.int64]
     beta_table: NDArray[np.float64]
     control: int
-
-
-class MethodParams(NamedTuple):
-    """The method in numeric form (:meth:`distill_agents.methods.MethodSpec.params`).
-
-    Attributes:
-        coef: method coefficients.
-        codes: method codes.
-        lr: learning rate.
-        gamma: discount.
-    """
-
-    coef: NDArray[np.float64]
-    codes: NDArray[np.int64]
-    lr: float
-    gamma: float
 
 
 class Episode(NamedTuple):
@@ -531,10 +517,8 @@ def _run_mdps_body(
                     split_taken(sg, ep_obs, ep_act, t, work, rows_while_stepping)
                 if not rows_while_stepping:
                     n_rows = prepare_episode_rows(sg, ep_obs, ep_obs, n_idx, work)
-                update_student(
-                    ep_obs, ep_obs, ep_act, ep_rew, t, term, tg, sg, critic[g, m], method.coef,
-                    method.codes, method.lr, method.gamma, work, n_rows,
-                )  # fmt: skip
+                steps = EpisodeSteps(ep_obs, ep_obs, ep_act, ep_rew, t, term)
+                update_student(steps, tg, sg, critic[g, m], method, work, n_rows)
             episodes += 1
             done += 1
             mdp_state[m, DONE] = done
