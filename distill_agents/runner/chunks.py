@@ -285,11 +285,9 @@ class Chunk:
         )
         events = np.zeros(self.b, dtype=np.int64)
         state = self.mdp_state
+        tables = K.ChunkTables(self.teachers, self.students, self.g_critic)
         while True:
-            episodes = K.run_mdps(
-                env, streams, schedule, self.teachers, self.students, self.g_critic, method,
-                work, episode, events,
-            )  # fmt: skip
+            episodes = K.run_mdps(env, streams, schedule, tables, method, work, episode, events)
             if episodes and run.progress is not None:
                 run.progress(episodes * len(run.group))  # each episode trains G students
             at_eval = np.flatnonzero(events == K.EVENT_EVAL)
@@ -371,14 +369,16 @@ class Chunk:
         streams = K.Streams(self.mdp_state, self.env_buf, self.env_base, self.act_buf)
         schedule = K.Schedule(run.iterations, run.eval_index, run.beta_table, run.control)
         method = K.MethodParams(run.coef, run.codes, run.lr, run.gamma)
+        tables = K.ChunkTables(self.teachers, self.students, self.g_critic)
+        snapshots = K.Snapshots(self.snapshots, self.pending)
         drain = False
         calls = 0
         terminations, truncations = flags, flags
         while True:
+            step = K.VectorStep(obs, rewards, terminations, truncations, actions)
             running, refills, episodes, self.n_pending = K.advance(
-                obs, rewards, terminations, truncations, actions, sub, episode, streams, drain,
-                schedule, self.teachers, self.students, self.g_critic, method, work,
-                self.snapshots, self.pending, self.n_pending,
+                step, sub, drain, episode, streams, schedule, tables, method, work, snapshots,
+                self.n_pending,
             )  # fmt: skip
             if refills:
                 self._refill_actions()
