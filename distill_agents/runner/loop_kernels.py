@@ -593,20 +593,24 @@ def _update_group(
     method: MethodParams,
     work: RowWork,
     rows_while_stepping: bool,
+    split: bool,
+    t0: TeacherTable,
+    s0: StudentTable,
 ) -> None:  # pragma: no cover - compiled
     """The update of each student of MDP ``m``'s group from the same episode of ``T = t``.
 
     The rows are those prepared while stepping (``rows_while_stepping``, ``n_rows`` of them;
-    a group of one), else prepared here for each student.
+    a group of one), else prepared here for each student. ``split``: make the taken actions
+    explicit first (decided once per call). ``t0`` / ``s0`` are member 0's teacher and student
+    of MDP ``m``, the views the episode was drawn with. (Taking fresh views of member 0 and
+    deciding ``split`` per episode measured 10-18% slower at 40 actions.)
     """
     students = tables.students
     ep_obs, ep_act, ep_rew = episode
-    # Taken actions become explicit (methods with a policy-gradient term, tables with a bulk).
-    split = has_policy_gradient(method.coef, method.codes) and students.explicit.shape[-1] > 0
     n_idx = t if term else t + 1
     for g in range(students.logits.shape[0]):
-        sg = member_student(students, g, m)
-        tg = member_teacher(tables.teachers, g, m)
+        sg = s0 if g == 0 else member_student(students, g, m)
+        tg = t0 if g == 0 else member_teacher(tables.teachers, g, m)
         if split:
             split_taken(sg, ep_obs, ep_act, t, work, rows_while_stepping)
         if not rows_while_stepping:
@@ -637,6 +641,10 @@ def _run_mdps_body(
     rows_while_stepping = control in (CONTROL_STUDENT, CONTROL_MIXTURE)
     if rows_while_stepping and n_group > 1:
         raise ValueError("a group of students needs a control policy that ignores the student")
+    # Taken actions become explicit (methods with a policy-gradient term, tables with a bulk).
+    split = (
+        has_policy_gradient(method.coef, method.codes) and tables.students.explicit.shape[-1] > 0
+    )
     episodes = 0
     for m in range(n_mdps):
         done = mdp_state[m, DONE]
@@ -650,7 +658,10 @@ def _run_mdps_body(
             t, term, n_rows = _sample_episode(
                 env, streams, m, beta_table[done], control, t0, s0, work, episode
             )
-            _update_group(episode, t, term, n_rows, m, tables, method, work, rows_while_stepping)
+            _update_group(
+                episode, t, term, n_rows, m, tables, method, work, rows_while_stepping, split, t0,
+                s0,
+            )  # fmt: skip
             episodes += 1
             done += 1
             mdp_state[m, DONE] = done
