@@ -367,16 +367,14 @@ class Chunk:
         streams = K.Streams(self.mdp_state, self.env_buf, self.env_base, self.act_buf)
         schedule = K.Schedule(run.iterations, run.eval_index, run.beta_table, run.control)
         method = run.method
-        tables = K.ChunkTables(self.teachers, self.students, self.g_critic)
-        snapshots = K.Snapshots(self.snapshots, self.pending)
         drain = False
         calls = 0
         terminations, truncations = flags, flags
         while True:
-            step = K.VectorStep(obs, rewards, terminations, truncations, actions)
             running, refills, episodes, self.n_pending = K.advance(
-                step, sub, drain, episode, streams, schedule, tables, method, work, snapshots,
-                self.n_pending,
+                obs, rewards, terminations, truncations, actions, sub, drain, episode, streams,
+                schedule, self.teachers, self.students, self.g_critic, method, work,
+                self.snapshots, self.pending, self.n_pending,
             )  # fmt: skip
             if refills:
                 self._refill_actions()
