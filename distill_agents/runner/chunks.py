@@ -50,7 +50,8 @@ class Run:
     """Settings shared by every chunk of one :func:`run_distillation` call.
 
     ``group`` holds the teachers of every student trained per MDP (``teachers`` is the first):
-    one for :func:`run_distillation`, several for :func:`run_distillation_group`.
+    one for :func:`run_distillation`, several for :func:`run_distillation_group`. ``spec`` is
+    the parsed method and ``method`` its numeric form, read by the compiled loops.
     """
 
     teachers: Teachers
@@ -58,10 +59,7 @@ class Run:
     builder: EnvBuilder
     spec: M.MethodSpec
     control: int
-    coef: NDArray[np.float64]
-    codes: NDArray[np.int64]
-    lr: float
-    gamma: float
+    method: K.MethodParams
     seed: int
     first_mdp: int
     iterations: int
@@ -278,18 +276,16 @@ class Chunk:
         env = K.EnvTables._make((*tables, limit))
         streams = K.Streams(self.mdp_state, self.env_buf, self.env_base, self.act_buf)
         schedule = K.Schedule(run.iterations, run.eval_index, run.beta_table, run.control)
-        method = K.MethodParams(run.coef, run.codes, run.lr, run.gamma)
+        method = run.method
         work = RK.make_row_work(n_index, n_actions, limit)
         episode = K.Episode(
             np.zeros(limit + 1, dtype=np.int64), np.zeros(limit, dtype=np.int64), np.zeros(limit)
         )
         events = np.zeros(self.b, dtype=np.int64)
         state = self.mdp_state
+        tables = K.ChunkTables(self.teachers, self.students, self.g_critic)
         while True:
-            episodes = K.run_mdps(
-                env, streams, schedule, self.teachers, self.students, self.g_critic, method,
-                work, episode, events,
-            )  # fmt: skip
+            episodes = K.run_mdps(env, streams, schedule, tables, method, work, episode, events)
             if episodes and run.progress is not None:
                 run.progress(episodes * len(run.group))  # each episode trains G students
             at_eval = np.flatnonzero(events == K.EVENT_EVAL)
@@ -370,13 +366,13 @@ class Chunk:
         flags = np.zeros(n_sub, dtype=bool)
         streams = K.Streams(self.mdp_state, self.env_buf, self.env_base, self.act_buf)
         schedule = K.Schedule(run.iterations, run.eval_index, run.beta_table, run.control)
-        method = K.MethodParams(run.coef, run.codes, run.lr, run.gamma)
+        method = run.method
         drain = False
         calls = 0
         terminations, truncations = flags, flags
         while True:
             running, refills, episodes, self.n_pending = K.advance(
-                obs, rewards, terminations, truncations, actions, sub, episode, streams, drain,
+                obs, rewards, terminations, truncations, actions, sub, drain, episode, streams,
                 schedule, self.teachers, self.students, self.g_critic, method, work,
                 self.snapshots, self.pending, self.n_pending,
             )  # fmt: skip

@@ -34,6 +34,7 @@ __all__ = [
     "KL_METRICS",
     "LOOPS",
     "TABLES_PER_MDP",
+    "RunSettings",
     "run_distillation",
     "run_distillation_group",
     "run_group",
@@ -52,7 +53,7 @@ KL_METRICS = ("episode_sum", "step_mean")
 
 def run_distillation(
     teachers: Teachers,
-    method: str,
+    method: str | M.MethodSpec,
     *,
     control: str | None = None,
     iterations: int,
@@ -84,7 +85,8 @@ def run_distillation(
 
     Args:
         teachers: one teacher per MDP, with the env id and kwargs that rebuild the MDPs.
-        method: a method id (:data:`distill_agents.methods.METHOD_IDS`).
+        method: a method id (:data:`distill_agents.methods.METHOD_IDS`), or its parsed
+            :class:`~distill_agents.methods.MethodSpec`.
         control: ``"teacher"``, ``"student"``, ``"uniform"``, ``"mixture"``, or ``None`` for the
             method's own control.
         iterations: training episodes per MDP (``>= 0``).
@@ -136,11 +138,11 @@ def run_distillation(
     # run_distillation's keyword arguments, forwarded as they are (no other local exists yet).
     arguments = dict(locals())
     del arguments["teachers"], arguments["method"]
-    return run_group([teachers], method, **arguments)[0]
+    return run_group([teachers], M.parse_method(method), RunSettings(**arguments))[0]
 
 
 def run_distillation_group(
-    group: Sequence[Teachers], method: str, **kwargs: Any
+    group: Sequence[Teachers], method: str | M.MethodSpec, **kwargs: Any
 ) -> list[RunResult]:
     """Train ``G = len(group)`` students per MDP from the *same* episodes; one result each.
 
@@ -154,7 +156,7 @@ def run_distillation_group(
     Args:
         group: teachers of the same MDPs (same ``env_id``, ``env_kwargs``, layout seeds and
             table sizes), e.g. one Q-learning run at several temperatures.
-        method: a method id.
+        method: a method id, or its parsed :class:`~distill_agents.methods.MethodSpec`.
         kwargs: :func:`run_distillation`'s keyword arguments; ``loop`` must be
             ``"compiled"`` (the default).
 
@@ -185,8 +187,10 @@ def run_distillation_group(
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     del arguments["teachers"], arguments["method"]
+    settings = RunSettings(**arguments)
+    spec = M.parse_method(method)
     if len(group) > 1:
-        control = arguments["control"] or M.parse_method(method).default_control
+        control = settings.control or spec.default_control
         if control not in ("uniform", "teacher"):
             raise ValueError(
                 f"control {control!r} depends on the student: a group of students needs the "
@@ -194,115 +198,174 @@ def run_distillation_group(
             )
         if control == "teacher" and not all(np.array_equal(t.probs, first.probs) for t in group):
             raise ValueError("teacher control needs teachers with equal probabilities in a group")
-        if arguments["loop"] != "compiled":
+        if settings.loop != "compiled":
             raise ValueError('a group of students needs loop="compiled"')
-    return run_group(group, method, **arguments)
+    return run_group(group, spec, settings)
 
 
-def run_group(
-    group: Sequence[Teachers],
-    method: str,
-    *,
-    control: str | None,
-    iterations: int,
-    eval_every: int,
-    lr: float,
-    gamma: float,
-    critic: str | None,
-    seed: int,
-    beta: float | M.BetaSchedule | Callable[[int], float],
-    metrics: Sequence[str],
-    distill_loss: str,
-    teacher_prob_floor: float,
-    chunk_size: int | None,
-    memory_budget: float,
-    first_mdp: int,
-    max_episode_steps: int | None,
-    keep_students: bool,
-    compact: bool,
-    parallel: bool | None,
-    progress: bool | Callable[[int], None],
-    loop: str,
-    mc_episodes: int | None,
-    eval_at: Sequence[int],
-    kl_metric: str,
-) -> list[RunResult]:
-    """:func:`run_distillation` for a group of teachers of the same MDPs (checked by callers).
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings of one run: :func:`run_distillation`'s keyword arguments, as given.
 
-    Every argument is given (no defaults here: :func:`run_distillation`'s are the only ones).
+    Built once by :func:`run_distillation` (or :func:`run_distillation_group`, from
+    :func:`run_distillation`'s defaults) and checked by :func:`run_group`. Each field is the
+    argument of the same name of :func:`run_distillation` (see its ``Args``): ``control``,
+    ``iterations``, ``eval_every``, ``lr``, ``gamma``, ``critic``, ``seed``, ``beta``,
+    ``metrics``, ``distill_loss``, ``teacher_prob_floor``, ``chunk_size``, ``memory_budget``,
+    ``first_mdp``, ``max_episode_steps``, ``keep_students``, ``compact``, ``parallel``,
+    ``progress``, ``loop``, ``mc_episodes``, ``eval_at``, ``kl_metric``.
     """
-    t0 = time.perf_counter()
+
+    control: str | None
+    iterations: int
+    eval_every: int
+    lr: float
+    gamma: float
+    critic: str | None
+    seed: int
+    beta: float | M.BetaSchedule | Callable[[int], float]
+    metrics: Sequence[str]
+    distill_loss: str
+    teacher_prob_floor: float
+    chunk_size: int | None
+    memory_budget: float
+    first_mdp: int
+    max_episode_steps: int | None
+    keep_students: bool
+    compact: bool
+    parallel: bool | None
+    progress: bool | Callable[[int], None]
+    loop: str
+    mc_episodes: int | None
+    eval_at: Sequence[int]
+    kl_metric: str
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The checked numbers of a :class:`RunSettings` that :func:`run_group` uses."""
+
+    control_name: str
+    control: int
+    critic: str
+    coef: NDArray[np.float64]
+    codes: NDArray[np.int64]
+    iterations: int
+    eval_every: int
+    seed: int
+    first_mdp: int
+    max_episode_steps: int | None
+    mc_episodes: int | None
+    metrics: tuple[str, ...]
+    schedule: M.BetaSchedule | Callable[[int], float]
+
+
+def _checked(group: Sequence[Teachers], spec: M.MethodSpec, settings: RunSettings) -> _Checked:
+    """Check ``settings`` for ``spec`` and the teachers ``group``; a ValueError names the first."""
     teachers = group[0]
-    spec = M.parse_method(method)
-    control_name = spec.default_control if control is None else control
+    control_name = spec.default_control if settings.control is None else settings.control
     code = M.control_code(control_name)
-    mode = spec.critic_mode(critic)
-    coef, codes = spec.params(mode, distill_loss)
+    mode = spec.critic_mode(settings.critic)
+    coef, codes = spec.params(mode, settings.distill_loss)
     if spec.needs_teacher_values and any(t.values is None for t in group):
         raise ValueError(
             f"method {spec.id!r} needs the teacher's values V_pi, but these {teachers.kind} "
             "teachers have none"
         )
-    if loop not in LOOPS:
-        raise ValueError(f"loop must be one of {LOOPS}, got {loop!r}")
+    if settings.loop not in LOOPS:
+        raise ValueError(f"loop must be one of {LOOPS}, got {settings.loop!r}")
+    mc_episodes = settings.mc_episodes
     if mc_episodes is not None:
         mc_episodes = check_int("mc_episodes", mc_episodes, 1)
-    _check_kl_metric(kl_metric, mc_episodes)
-    iterations = check_int("iterations", iterations, 0)
-    eval_every = check_int("eval_every", eval_every, 1)
-    seed = check_int("seed", seed, 0)
-    first_mdp = check_int("first_mdp", first_mdp, 0)
+    _check_kl_metric(settings.kl_metric, mc_episodes)
+    iterations = check_int("iterations", settings.iterations, 0)
+    eval_every = check_int("eval_every", settings.eval_every, 1)
+    seed = check_int("seed", settings.seed, 0)
+    first_mdp = check_int("first_mdp", settings.first_mdp, 0)
+    max_episode_steps = settings.max_episode_steps
     if max_episode_steps is not None:
         max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
-    _check_step_sizes(lr, gamma)
-    metrics = _checked_metrics(metrics)
-    floored_log(np.ones(1), teacher_prob_floor)  # validates the floor
-    schedule = M.as_beta_schedule(beta)
+    _check_step_sizes(settings.lr, settings.gamma)
+    metrics = _checked_metrics(settings.metrics)
+    floored_log(np.ones(1), settings.teacher_prob_floor)  # validates the floor
+    return _Checked(
+        control_name=control_name, control=code, critic=mode, coef=coef, codes=codes,
+        iterations=iterations, eval_every=eval_every, seed=seed, first_mdp=first_mdp,
+        max_episode_steps=max_episode_steps, mc_episodes=mc_episodes, metrics=metrics,
+        schedule=M.as_beta_schedule(settings.beta),
+    )  # fmt: skip
+
+
+def run_group(
+    group: Sequence[Teachers], method: str | M.MethodSpec, settings: RunSettings
+) -> list[RunResult]:
+    """:func:`run_distillation` for a group of teachers of the same MDPs (checked by callers).
+
+    Args:
+        group: teachers of the same MDPs, one student per member and MDP.
+        method: a method id, or its parsed :class:`~distill_agents.methods.MethodSpec`.
+        settings: every other argument of :func:`run_distillation` (its defaults are the only
+            ones).
+    """
+    t0 = time.perf_counter()
+    teachers = group[0]
+    spec = M.parse_method(method)
+    c = _checked(group, spec, settings)
+    iterations = c.iterations
     beta_table = np.zeros(max(iterations, 1))
-    if code == M.CONTROL_MIXTURE:
-        beta_table[:iterations] = [M.beta_at(schedule, i, iterations) for i in range(iterations)]
-    chunk_size = _chunk_size(teachers, chunk_size, memory_budget)
-    builder = EnvBuilder(teachers, max_episode_steps, parallel)
-    points, eval_index = _evaluation_points(iterations, eval_every, eval_at)
+    if c.control == M.CONTROL_MIXTURE:
+        beta_table[:iterations] = [M.beta_at(c.schedule, i, iterations) for i in range(iterations)]
+    chunk_size = _chunk_size(teachers, settings.chunk_size, settings.memory_budget)
+    builder = EnvBuilder(teachers, c.max_episode_steps, settings.parallel)
+    points, eval_index = _evaluation_points(iterations, c.eval_every, settings.eval_at)
     total_episodes = len(group) * teachers.n_mdps * iterations
-    bar, callback = _progress_callback(progress, total_episodes, spec.id)
+    bar, callback = _progress_callback(settings.progress, total_episodes, spec.id)
     run = Run(
-        teachers=teachers, group=group, builder=builder, spec=spec, control=code, coef=coef,
-        codes=codes, lr=float(lr), gamma=float(gamma), seed=seed, first_mdp=first_mdp,
-        iterations=iterations, eval_index=eval_index, n_evals=int(points.size),
-        beta_table=beta_table, metrics=metrics, floor=float(teacher_prob_floor),
-        compact=bool(compact), progress=callback, compiled=loop == "compiled",
-        mc_episodes=mc_episodes, kl_per_step=kl_metric == "step_mean",
+        teachers=teachers, group=group, builder=builder, spec=spec, control=c.control,
+        method=K.MethodParams(c.coef, c.codes, float(settings.lr), float(settings.gamma)),
+        seed=c.seed, first_mdp=c.first_mdp, iterations=iterations, eval_index=eval_index,
+        n_evals=int(points.size), beta_table=beta_table, metrics=c.metrics,
+        floor=float(settings.teacher_prob_floor), compact=bool(settings.compact),
+        progress=callback, compiled=settings.loop == "compiled", mc_episodes=c.mc_episodes,
+        kl_per_step=settings.kl_metric == "step_mean",
     )  # fmt: skip
     try:
-        trained = _train_chunks(run, chunk_size, int(points.size), keep_students)
+        trained = _train_chunks(run, chunk_size, int(points.size), settings.keep_students)
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
-    common = {
-        "method": spec.id,
-        "control": control_name,
-        "critic": mode,
-        "lr": float(lr),
-        "gamma": float(gamma),
-        "seed": seed,
-        "first_mdp": first_mdp,
-        "n_mdps": teachers.n_mdps,
-        "iterations": iterations,
-        "eval_every": eval_every,
-        "beta": _describe_beta(schedule) if code == M.CONTROL_MIXTURE else None,
-        "distill_loss": distill_loss,
-        "teacher_prob_floor": float(teacher_prob_floor),
-        "metrics": list(metrics),
-        "evaluation": "exact" if mc_episodes is None else f"monte_carlo:{mc_episodes}",
-        **({"kl_metric": kl_metric} if kl_metric != "episode_sum" else {}),
-        "chunk_size": chunk_size,
-        "max_episode_steps": max_episode_steps,
-    }
+    common = _common_settings(spec, settings, c, teachers.n_mdps, chunk_size)
     return [
         _result(run, trained, g, member, common, points, wall) for g, member in enumerate(group)
     ]
+
+
+def _common_settings(
+    spec: M.MethodSpec, settings: RunSettings, c: _Checked, n_mdps: int, chunk_size: int
+) -> dict[str, Any]:
+    """The ``settings`` entries every member of a group's results shares."""
+    mixture = c.control == M.CONTROL_MIXTURE
+    return {
+        "method": spec.id,
+        "control": c.control_name,
+        "critic": c.critic,
+        "lr": float(settings.lr),
+        "gamma": float(settings.gamma),
+        "seed": c.seed,
+        "first_mdp": c.first_mdp,
+        "n_mdps": n_mdps,
+        "iterations": c.iterations,
+        "eval_every": c.eval_every,
+        "beta": _describe_beta(c.schedule) if mixture else None,
+        "distill_loss": settings.distill_loss,
+        "teacher_prob_floor": float(settings.teacher_prob_floor),
+        "metrics": list(c.metrics),
+        "evaluation": "exact" if c.mc_episodes is None else f"monte_carlo:{c.mc_episodes}",
+        **({"kl_metric": settings.kl_metric} if settings.kl_metric != "episode_sum" else {}),
+        "chunk_size": chunk_size,
+        "max_episode_steps": c.max_episode_steps,
+    }
 
 
 def _check_kl_metric(kl_metric: str, mc_episodes: int | None) -> None:

@@ -18,6 +18,7 @@ NumPy: ~1e-15 relative). A student whose policy may not end its episodes is repo
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -27,6 +28,7 @@ from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNI
 from distill_agents.numerics import exp
 from distill_agents.planning import banded_lu_solve
 from distill_agents.row_kernels import StudentTable
+from distill_agents.runner.loop_kernels import EnvTables
 from distill_agents.updates import sample_control_action
 from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
@@ -36,6 +38,11 @@ __all__ = [
     "KL_TEACHER",
     "KL_UNIFORM",
     "RETURN",
+    "Edges",
+    "EvalModels",
+    "EvalTeachers",
+    "FullSupport",
+    "ReachWork",
     "compact_edges",
     "evaluate_students",
     "full_support_structure",
@@ -206,21 +213,132 @@ def compact_edges(
     return ptr, row, to, prob
 
 
+class Edges(NamedTuple):
+    """The outcomes with positive probability of a chunk's models (:func:`compact_edges`).
+
+    Attributes:
+        ptr: ``[B, S + 1]`` int64: the outcomes of state ``s`` of MDP ``b`` are entries
+            ``ptr[b, s] .. ptr[b, s + 1] - 1``, in ``(k, m)`` order (the order planning's
+            banded solve adds them in).
+        row: ``[B, E]`` int64 action row of each outcome.
+        to: ``[B, E]`` int64 its next state.
+        prob: ``[B, E]`` float64 its probability.
+    """
+
+    ptr: NDArray[np.int64]
+    row: NDArray[np.int64]
+    to: NDArray[np.int64]
+    prob: NDArray[np.float64]
+
+
+class EvalModels(NamedTuple):
+    """The models of one chunk of MDPs, as :func:`evaluate_students` reads them.
+
+    Attributes:
+        edges: the models' outcomes (:class:`Edges`).
+        row_rewards: ``[B, S, K]`` float64 expected immediate reward of each action row.
+        initial: ``[B, S]`` float64 start distribution.
+        terminal: ``[B, S]`` bool.
+        state_to_index: ``[B, S]`` int64 table index of each state (-1: none; such states use
+            the uniform policy and count no KL, as the evaluator does).
+        action_rows: ``[A]`` int64 action row of each action.
+        uniform_rows: ``[K]`` float64 the uniform policy's row weights.
+    """
+
+    edges: Edges
+    row_rewards: NDArray[np.float64]
+    initial: NDArray[np.float64]
+    terminal: NDArray[np.bool_]
+    state_to_index: NDArray[np.int64]
+    action_rows: NDArray[np.int64]
+    uniform_rows: NDArray[np.float64]
+
+
+class FullSupport(NamedTuple):
+    """:func:`full_support_structure`'s results: the structure under a full-support policy.
+
+    Attributes:
+        reached: ``[B, S]`` bool states an episode reaches from the start.
+        stuck: ``[B]`` bool some reached non-terminal state cannot end the episode.
+        bw: ``[B]`` int64 half-width of planning's band.
+        min_weight: the smallest row weight that keeps every edge of the models
+            (``FULL_SUPPORT / smallest outcome probability``).
+    """
+
+    reached: NDArray[np.bool_]
+    stuck: NDArray[np.bool_]
+    bw: NDArray[np.int64]
+    min_weight: float
+
+
+class EvalTeachers(NamedTuple):
+    """The teachers of a chunk, as :func:`evaluate_students` reads them.
+
+    Attributes:
+        probs: ``[B, N, A]`` float64 teacher probabilities.
+        bulk: ``[B, N]`` float64 the teacher's probability of a student row's bulk actions.
+        fixed_teacher: ``[B, S]`` float64 the teacher's expected visits (NaN rows: undefined),
+            or ``[0, 0]`` when ``kl_teacher`` is not needed.
+        fixed_uniform: ``[B, S]`` the uniform policy's, likewise.
+    """
+
+    probs: NDArray[np.float64]
+    bulk: NDArray[np.float64]
+    fixed_teacher: NDArray[np.float64]
+    fixed_uniform: NDArray[np.float64]
+
+
+class ReachWork(NamedTuple):
+    """Scratch arrays of :func:`_reach` for models of ``S`` states and ``E`` edges.
+
+    Attributes:
+        can_end: ``[S]`` bool.
+        queue: ``[S]`` int64.
+        in_count: ``[S + 1]`` int64.
+        sources: ``[E]`` int64.
+    """
+
+    can_end: NDArray[np.bool_]
+    queue: NDArray[np.int64]
+    in_count: NDArray[np.int64]
+    sources: NDArray[np.int64]
+
+
+class _EvalWork(NamedTuple):
+    """Scratch arrays of :func:`evaluate_students` (one student at a time)."""
+
+    row_counts: NDArray[np.int64]  # [K] actions per action row
+    explicit_in_row: NDArray[np.int64]  # [K]
+    exps: NDArray[np.float64]  # [A]
+    index_rows: NDArray[np.float64]  # [N, K] the student's action-row probabilities
+    kl_index: NDArray[np.float64]  # [N] KL(pi || pi_theta) per table index
+    kl_state: NDArray[np.float64]  # [S] ... per state
+    weights: NDArray[np.float64]  # [S, K] row weights (0 in terminal states)
+    reached: NDArray[np.bool_]  # [S]
+    visits: NDArray[np.float64]  # [S] expected visits
+    reach: ReachWork
+
+
+@njit(inline="always")
+def _reach_work(n_states: int, n_edges: int) -> ReachWork:  # pragma: no cover - compiled
+    """Fresh :class:`ReachWork` for models of ``n_states`` states and ``n_edges`` edges."""
+    return ReachWork(
+        np.empty(n_states, dtype=np.bool_),
+        np.empty(n_states, dtype=np.int64),
+        np.empty(n_states + 1, dtype=np.int64),
+        np.empty(n_edges, dtype=np.int64),
+    )
+
+
 @njit(cache=True)
 def _reach(
     b: int,
     weights: NDArray[np.float64],
-    edge_ptr: NDArray[np.int64],
-    edge_row: NDArray[np.int64],
-    edge_to: NDArray[np.int64],
-    edge_prob: NDArray[np.float64],
+    edges: Edges,
     initial: NDArray[np.float64],
     terminal: NDArray[np.bool_],
     reached: NDArray[np.bool_],
-    can_end: NDArray[np.bool_],
-    queue: NDArray[np.int64],
-    in_count: NDArray[np.int64],
-    sources: NDArray[np.int64],
+    work: ReachWork,
 ) -> tuple[bool, int]:  # pragma: no cover - compiled
     """Reached states (into ``reached``), whether one cannot end, and the band half-width.
 
@@ -230,6 +348,8 @@ def _reach(
     live states joined by an edge (planning's band).
     """
     n_states = weights.shape[0]
+    edge_ptr, edge_row, edge_to, edge_prob = edges
+    can_end, queue, in_count, sources = work
     # --- states the episode reaches from the start (terminal states are not expanded).
     head, tail = 0, 0
     for s in range(n_states):
@@ -287,72 +407,215 @@ def _reach(
     for s in range(n_states):
         if reached[s] and not terminal[b, s] and not can_end[s]:
             stuck = True
-    # --- the band's half-width: planning._banded_solve_kernel's (live states only).
+    return stuck, _band_width(b, weights, edges, terminal, reached)
+
+
+@njit(inline="always")
+def _band_width(
+    b: int,
+    weights: NDArray[np.float64],
+    edges: Edges,
+    terminal: NDArray[np.bool_],
+    reached: NDArray[np.bool_],
+) -> int:  # pragma: no cover - compiled
+    """The band's half-width: planning._banded_solve_kernel's (live states only)."""
+    edge_ptr, edge_row, edge_to = edges.ptr, edges.row, edges.to
     bw = 0
-    for s in range(n_states):
+    for s in range(weights.shape[0]):
         if reached[s] and not terminal[b, s]:
             for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
                 t = edge_to[b, e]
                 if weights[s, edge_row[b, e]] != 0.0 and reached[t] and not terminal[b, t]:
                     bw = max(bw, abs(t - s))
-    return stuck, bw
+    return bw
 
 
 @njit(cache=True)
 def full_support_structure(
-    edge_ptr: NDArray[np.int64],
-    edge_row: NDArray[np.int64],
-    edge_to: NDArray[np.int64],
-    edge_prob: NDArray[np.float64],
-    initial: NDArray[np.float64],
-    terminal: NDArray[np.bool_],
-    n_rows: int,
+    edges: Edges, initial: NDArray[np.float64], terminal: NDArray[np.bool_], n_rows: int
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_], NDArray[np.int64]]:
     """:func:`_reach` of every MDP under a policy with full support, computed once.
 
     Returns:
-        ``(reached [B, S], stuck [B], bw [B])``.
+        ``(reached [B, S], stuck [B], bw [B])`` (with the smallest weight: a
+        :class:`FullSupport`).
     """
     n_mdps, n_states = initial.shape
     weights = np.ones((n_states, n_rows))
     reached = np.zeros((n_mdps, n_states), dtype=np.bool_)
     stuck = np.zeros(n_mdps, dtype=np.bool_)
     bw = np.zeros(n_mdps, dtype=np.int64)
-    can_end = np.empty(n_states, dtype=np.bool_)
-    queue = np.empty(n_states, dtype=np.int64)
-    in_count = np.empty(n_states + 1, dtype=np.int64)
-    sources = np.empty(edge_to.shape[1], dtype=np.int64)
+    work = _reach_work(n_states, edges.to.shape[1])
     for b in range(n_mdps):
-        stuck[b], bw[b] = _reach(
-            b, weights, edge_ptr, edge_row, edge_to, edge_prob, initial, terminal, reached[b],
-            can_end, queue, in_count, sources,
-        )  # fmt: skip
+        stuck[b], bw[b] = _reach(b, weights, edges, initial, terminal, reached[b], work)
     return reached, stuck, bw
+
+
+@njit(inline="always")
+def _eval_work(models: EvalModels, students: StudentTable) -> _EvalWork:  # pragma: no cover
+    """The scratch arrays of :func:`evaluate_students` (``row_counts`` filled)."""
+    n_states, n_rows = models.row_rewards.shape[1], models.row_rewards.shape[2]
+    n_index = students.logits.shape[1]
+    row_counts = np.zeros(n_rows, dtype=np.int64)
+    for a in range(models.action_rows.shape[0]):
+        row_counts[models.action_rows[a]] += 1
+    reach = _reach_work(n_states, models.edges.to.shape[1])
+    return _EvalWork(
+        row_counts, np.zeros(n_rows, dtype=np.int64), np.empty(students.logits.shape[2]),
+        np.empty((n_index, n_rows)), np.zeros(n_index), np.zeros(n_states),
+        np.empty((n_states, n_rows)), np.empty(n_states, dtype=np.bool_), np.empty(n_states),
+        reach,
+    )  # fmt: skip
+
+
+@njit(inline="always")
+def _student_kl(
+    models: EvalModels,
+    teachers: EvalTeachers,
+    b: int,
+    student: StudentTable,
+    need: NDArray[np.bool_],
+    work: _EvalWork,
+    out: NDArray[np.float64],
+) -> None:  # pragma: no cover - compiled
+    """The student's row probabilities and its KL per state; ``kl_teacher`` and ``kl_uniform``.
+
+    ``out`` is the student's ``[4]`` row of the metrics.
+    """
+    need_kl = need[KL_STUDENT] or need[KL_TEACHER] or need[KL_UNIFORM]
+    _index_rows_and_kl(
+        student, teachers.probs[b], teachers.bulk[b], models.action_rows, work.row_counts,
+        need_kl, work.index_rows, work.kl_index, work.explicit_in_row, work.exps,
+    )  # fmt: skip
+    kl_state = work.kl_state
+    for s in range(kl_state.shape[0]):
+        i = models.state_to_index[b, s]
+        kl_state[s] = work.kl_index[i] if (need_kl and i >= 0) else 0.0
+    if need[KL_TEACHER]:
+        out[KL_TEACHER] = _fixed_sum(teachers.fixed_teacher[b], kl_state)
+    if need[KL_UNIFORM]:
+        out[KL_UNIFORM] = _fixed_sum(teachers.fixed_uniform[b], kl_state)
+
+
+@njit(inline="always")
+def _state_weights(models: EvalModels, b: int, work: _EvalWork) -> float:  # pragma: no cover
+    """The student's row weights per state into ``work.weights`` (0 in terminal states).
+
+    Returns:
+        The smallest weight.
+    """
+    weights, index_rows, uniform_rows = work.weights, work.index_rows, models.uniform_rows
+    n_states, n_rows = weights.shape
+    min_weight = math.inf
+    for s in range(n_states):
+        i = models.state_to_index[b, s]
+        for k in range(n_rows):
+            weights[s, k] = 0.0
+        if models.terminal[b, s]:
+            continue
+        if i < 0:
+            for k in range(n_rows):
+                weights[s, k] = uniform_rows[k]
+        else:
+            for k in range(n_rows):
+                weights[s, k] = index_rows[i, k]
+        for k in range(n_rows):
+            min_weight = min(min_weight, weights[s, k])
+    return min_weight
+
+
+@njit(inline="always")
+def _solve_visits(
+    models: EvalModels, b: int, bw: int, work: _EvalWork
+) -> bool:  # pragma: no cover - compiled
+    """Expected visits into ``work.visits``: ``(I - P^T) x = mu_0`` on the live states.
+
+    With planning's banded solver (the band built as planning._banded_solve_kernel builds it:
+    transpose, gamma = 1). Returns False where the solve fails.
+    """
+    edge_ptr, edge_row, edge_to, edge_prob = models.edges
+    weights, reached, visits = work.weights, work.reached, work.visits
+    terminal = models.terminal
+    n_states = weights.shape[0]
+    band = np.zeros((n_states, 2 * bw + 1))
+    band[:, bw] = 1.0
+    for s in range(n_states):
+        visits[s] = 0.0
+        if reached[s] and not terminal[b, s]:
+            visits[s] = models.initial[b, s]
+            for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
+                t = edge_to[b, e]
+                coef = 1.0 * (weights[s, edge_row[b, e]] * edge_prob[b, e])
+                if coef != 0.0 and reached[t] and not terminal[b, t]:
+                    band[t, s - t + bw] -= coef
+    return banded_lu_solve(band, visits, bw)
+
+
+@njit(inline="always")
+def _visit_sums(
+    models: EvalModels, b: int, work: _EvalWork
+) -> tuple[bool, float, float]:  # pragma: no cover - compiled
+    """``(finite, return, kl_student)``: the visit-weighted sums of the reward and the KL."""
+    weights, reached, visits, kl_state = work.weights, work.reached, work.visits, work.kl_state
+    n_states, n_rows = weights.shape
+    finite = True
+    ret = 0.0
+    kl_sum = 0.0
+    for s in range(n_states):
+        v = visits[s]
+        if not math.isfinite(v):
+            finite = False
+        if not (reached[s] and not models.terminal[b, s]):
+            continue
+        if v > 0.0:
+            reward = 0.0
+            for k in range(n_rows):
+                reward += weights[s, k] * models.row_rewards[b, s, k]
+            ret += v * reward
+            kl_sum += v * kl_state[s]
+    return finite, ret, kl_sum
+
+
+@njit(inline="always")
+def _exact_values(
+    models: EvalModels, full: FullSupport, b: int, work: _EvalWork, out: NDArray[np.float64]
+) -> bool:  # pragma: no cover - compiled
+    """The student's return and ``kl_student`` into ``out`` (its ``[4]`` row) on MDP ``b``.
+
+    Returns:
+        False where the student's episodes may not end (no value).
+    """
+    min_weight = _state_weights(models, b, work)
+    # Reached states, the termination check and the band width: precomputed for a policy
+    # with full support (every edge of the model has positive probability).
+    reached = work.reached
+    if min_weight >= full.min_weight:
+        for s in range(reached.shape[0]):
+            reached[s] = full.reached[b, s]
+        stuck = full.stuck[b]
+        bw = full.bw[b]
+    else:
+        stuck, bw = _reach(
+            b, work.weights, models.edges, models.initial, models.terminal, reached, work.reach
+        )
+    if stuck or not _solve_visits(models, b, bw, work):
+        return False
+    finite, ret, kl_sum = _visit_sums(models, b, work)
+    if not finite:
+        return False
+    out[RETURN] = ret
+    out[KL_STUDENT] = kl_sum
+    return True
 
 
 @njit(cache=True)
 def evaluate_students(
-    edge_ptr: NDArray[np.int64],
-    edge_row: NDArray[np.int64],
-    edge_to: NDArray[np.int64],
-    edge_prob: NDArray[np.float64],
-    row_rewards: NDArray[np.float64],
-    initial: NDArray[np.float64],
-    terminal: NDArray[np.bool_],
-    state_to_index: NDArray[np.int64],
-    action_rows: NDArray[np.int64],
-    uniform_rows: NDArray[np.float64],
+    models: EvalModels,
+    full: FullSupport,
+    teachers: EvalTeachers,
     idx: NDArray[np.int64],
     students: StudentTable,
     sel: NDArray[np.int64],
-    teacher_probs: NDArray[np.float64],
-    teacher_bulk: NDArray[np.float64],
-    fixed_teacher: NDArray[np.float64],
-    fixed_uniform: NDArray[np.float64],
-    full_reached: NDArray[np.bool_],
-    full_stuck: NDArray[np.bool_],
-    full_bw: NDArray[np.int64],
-    full_support_min: float,
     need: NDArray[np.bool_],
     out: NDArray[np.float64],
     status: NDArray[np.int64],
@@ -360,56 +623,20 @@ def evaluate_students(
     """Exact metrics of the students ``sel[j]`` of ``students`` on the MDPs ``idx[j]``.
 
     Args:
-        edge_ptr: ``[B, S + 1]`` the model's outcomes (:func:`compact_edges`).
-        edge_row: ``[B, E]``.
-        edge_to: ``[B, E]``.
-        edge_prob: ``[B, E]``.
-        row_rewards: ``[B, S, K]`` expected immediate reward of each row.
-        initial: ``[B, S]`` start distribution.
-        terminal: ``[B, S]``.
-        state_to_index: ``[B, S]`` table index of each state (-1: none; such states use the
-            uniform policy and count no KL, as the evaluator does).
-        action_rows: ``[A]`` row of each action.
-        uniform_rows: ``[K]`` the uniform policy's row weights.
+        models: the chunk's models (:class:`EvalModels`).
+        full: their structure under full support (:class:`FullSupport`).
+        teachers: the chunk's teachers and their fixed visits (:class:`EvalTeachers`).
         idx: ``[n]`` MDP of each student.
         students: stacked ``[M, ...]`` student tables (:mod:`distill_agents.row_kernels`).
         sel: ``[n]`` which of them student ``j`` is.
-        teacher_probs: ``[B, N, A]``.
-        teacher_bulk: ``[B, N]`` the teacher's probability of a student row's bulk actions.
-        fixed_teacher: ``[B, S]`` the teacher's expected visits (NaN rows: undefined), or
-            ``[0, 0]`` when ``kl_teacher`` is not needed.
-        fixed_uniform: ``[B, S]`` the uniform policy's, likewise.
-        full_reached: ``[B, S]`` :func:`full_support_structure`'s.
-        full_stuck: ``[B]``.
-        full_bw: ``[B]``.
-        full_support_min: the smallest row weight that keeps every edge
-            (``FULL_SUPPORT / smallest outcome probability``).
         need: ``[4]`` which of ``RETURN, KL_STUDENT, KL_TEACHER, KL_UNIFORM`` to compute.
         out: ``[n, 4]`` the metrics (columns not needed are left as they are).
         status: ``[n]`` out: 0, or 1 where the student's episodes may not end (no value).
     """
-    n_stud = idx.shape[0]
-    n_states, n_rows = row_rewards.shape[1], row_rewards.shape[2]
-    n_index = students.logits.shape[1]
     need_visits = need[RETURN] or need[KL_STUDENT]
-    need_kl = need[KL_STUDENT] or need[KL_TEACHER] or need[KL_UNIFORM]
-    row_counts = np.zeros(n_rows, dtype=np.int64)
-    for a in range(action_rows.shape[0]):
-        row_counts[action_rows[a]] += 1
-    explicit_in_row = np.zeros(n_rows, dtype=np.int64)
-    exps = np.empty(students.logits.shape[2])
-    index_rows = np.empty((n_index, n_rows))
-    kl_index = np.zeros(n_index)
-    kl_state = np.zeros(n_states)
-    weights = np.empty((n_states, n_rows))
-    reached = np.empty(n_states, dtype=np.bool_)
-    can_end = np.empty(n_states, dtype=np.bool_)
-    queue = np.empty(n_states, dtype=np.int64)
-    n_edges = edge_to.shape[1]
-    in_count = np.empty(n_states + 1, dtype=np.int64)
-    sources = np.empty(n_edges, dtype=np.int64)
-    visits = np.empty(n_states)
-    for j in range(n_stud):
+    work = _eval_work(models, students)
+    scratch = np.empty(4)
+    for j in range(idx.shape[0]):
         b = idx[j]
         q = sel[j]
         status[j] = 0
@@ -417,97 +644,21 @@ def evaluate_students(
         student = StudentTable(
             students.logits[q], students.bulk[q], students.n_explicit[q], students.explicit[q]
         )
-        _index_rows_and_kl(
-            student, teacher_probs[b], teacher_bulk[b], action_rows, row_counts, need_kl,
-            index_rows, kl_index, explicit_in_row, exps,
-        )  # fmt: skip
-        for s in range(n_states):
-            i = state_to_index[b, s]
-            kl_state[s] = kl_index[i] if (need_kl and i >= 0) else 0.0
-        if need[KL_TEACHER]:
-            out[j, KL_TEACHER] = _fixed_sum(fixed_teacher[b], kl_state)
-        if need[KL_UNIFORM]:
-            out[j, KL_UNIFORM] = _fixed_sum(fixed_uniform[b], kl_state)
+        _student_kl(models, teachers, b, student, need, work, out[j])
         if not need_visits:
             continue
-        # --- row weights per state (0 in terminal states), and the smallest.
-        min_weight = math.inf
-        for s in range(n_states):
-            i = state_to_index[b, s]
-            for k in range(n_rows):
-                weights[s, k] = 0.0
-            if terminal[b, s]:
-                continue
-            if i < 0:
-                for k in range(n_rows):
-                    weights[s, k] = uniform_rows[k]
-            else:
-                for k in range(n_rows):
-                    weights[s, k] = index_rows[i, k]
-            for k in range(n_rows):
-                min_weight = min(min_weight, weights[s, k])
-        # --- reached states, the termination check and the band width: precomputed for a
-        # policy with full support (every edge of the model has positive probability).
-        if min_weight >= full_support_min:
-            for s in range(n_states):
-                reached[s] = full_reached[b, s]
-            stuck = full_stuck[b]
-            bw = full_bw[b]
-        else:
-            stuck, bw = _reach(
-                b, weights, edge_ptr, edge_row, edge_to, edge_prob, initial, terminal, reached,
-                can_end, queue, in_count, sources,
-            )  # fmt: skip
-        if stuck:
-            status[j] = 1
-            continue
-        # --- visits: (I - P^T) x = mu_0 on the live states, with planning's banded solver
-        # (the band built as planning._banded_solve_kernel builds it: transpose, gamma = 1).
-        band = np.zeros((n_states, 2 * bw + 1))
-        band[:, bw] = 1.0
-        for s in range(n_states):
-            visits[s] = 0.0
-            if reached[s] and not terminal[b, s]:
-                visits[s] = initial[b, s]
-                for e in range(edge_ptr[b, s], edge_ptr[b, s + 1]):
-                    t = edge_to[b, e]
-                    coef = 1.0 * (weights[s, edge_row[b, e]] * edge_prob[b, e])
-                    if coef != 0.0 and reached[t] and not terminal[b, t]:
-                        band[t, s - t + bw] -= coef
-        if not banded_lu_solve(band, visits, bw):
-            status[j] = 1
-            continue
-        ret = 0.0
-        kl_sum = 0.0
-        for s in range(n_states):
-            v = visits[s]
-            if not math.isfinite(v):
-                stuck = True
-            if not (reached[s] and not terminal[b, s]):
-                continue
-            if v > 0.0:
-                reward = 0.0
-                for k in range(n_rows):
-                    reward += weights[s, k] * row_rewards[b, s, k]
-                ret += v * reward
-                kl_sum += v * kl_state[s]
-        if stuck:
+        if not _exact_values(models, full, b, work, scratch):
             status[j] = 1
             continue
         if need[RETURN]:
-            out[j, RETURN] = ret
+            out[j, RETURN] = scratch[RETURN]
         if need[KL_STUDENT]:
-            out[j, KL_STUDENT] = kl_sum
+            out[j, KL_STUDENT] = scratch[KL_STUDENT]
 
 
 @njit(cache=True)
 def monte_carlo_students(
-    outcomes: NDArray,
-    action_rows: NDArray[np.int64],
-    terminal: NDArray[np.bool_],
-    initial_cum: NDArray[np.float64],
-    key_of_state: NDArray[np.int64],
-    max_steps: int,
+    env: EnvTables,
     idx: NDArray[np.int64],
     logits: NDArray[np.float64],
     teacher_probs: NDArray[np.float64],
@@ -521,19 +672,15 @@ def monte_carlo_students(
 
     For student ``j`` on MDP ``idx[j]``: ``n_episodes`` episodes of each control policy the
     metrics need, sampled from the vector env's outcome tables (``VectorEnv.outcome_tables``)
-    with a SplitMix64 stream seeded by ``seeds[j]`` and cut after ``max_steps`` steps. The
+    with a SplitMix64 stream seeded by ``seeds[j]`` and cut after ``env.max_steps`` steps. The
     return is the mean undiscounted return of ``return_control``'s episodes (the student's
     own, or the teacher's for the teacher's level); ``kl_student``, ``kl_teacher`` and
     ``kl_uniform`` are the mean per-episode sums of ``KL(pi || pi_theta)`` at the visited
     table indices along episodes of the student, the teacher and the uniform policy.
 
     Args:
-        outcomes: ``[B, S, K, W]`` packed outcome records.
-        action_rows: ``[A]``.
-        terminal: ``[B, S]``.
-        initial_cum: ``[B, S]``.
-        key_of_state: ``[B, S]`` table index of each state (-1: the previous is kept).
-        max_steps: time limit of an episode.
+        env: the vector env's outcome tables and time limit
+            (:class:`~distill_agents.runner.loop_kernels.EnvTables`).
         idx: ``[n]`` MDP of each student.
         logits: ``[n, N, A]`` the students (dense).
         teacher_probs: ``[B, N, A]``.
@@ -543,6 +690,7 @@ def monte_carlo_students(
         return_control: control code whose episodes give ``RETURN``.
         out: ``[n, 4]`` the estimates.
     """
+    outcomes, action_rows, terminal, initial_cum, key_of_state, max_steps = env
     n_index, n_actions = logits.shape[1], logits.shape[2]
     kl_index = np.zeros(n_index)
     probs = np.empty((n_index, n_actions))

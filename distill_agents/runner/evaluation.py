@@ -108,7 +108,7 @@ class Evaluator:
 
     _SHARED = (
         "row_mdps", "state_to_index", "terminal", "edges", "initial", "action_rows",
-        "full_support", "full_support_min", "n_actions", "masks", "uniform_rows", "row_rewards",
+        "full_support", "n_actions", "masks", "uniform_rows", "row_rewards", "eval_models",
     )  # fmt: skip
 
     def _share(self, other: Evaluator) -> None:
@@ -135,18 +135,20 @@ class Evaluator:
         self.terminal = np.ascontiguousarray(models.terminal)
         from distill_agents.runner import eval_kernels as E
 
-        self.edges = E.compact_edges(
-            np.ascontiguousarray(models.next_states, dtype=np.int64),
-            np.ascontiguousarray(models.next_probs, dtype=np.float64),
+        self.edges = E.Edges(
+            *E.compact_edges(
+                np.ascontiguousarray(models.next_states, dtype=np.int64),
+                np.ascontiguousarray(models.next_probs, dtype=np.float64),
+            )
         )
         self.initial = np.ascontiguousarray(models.initial, dtype=np.float64)
         rows = np.asarray(models.action_rows)
         self.action_rows = np.ascontiguousarray(rows, dtype=np.int64)
-        self.full_support = E.full_support_structure(
-            *self.edges, self.initial, self.terminal, n_rows
+        positive = self.edges.prob[self.edges.prob > 0.0]
+        self.full_support = E.FullSupport(
+            *E.full_support_structure(self.edges, self.initial, self.terminal, n_rows),
+            E.FULL_SUPPORT / float(positive.min()) if positive.size else 1.0,
         )
-        positive = self.edges[3][self.edges[3] > 0.0]
-        self.full_support_min = E.FULL_SUPPORT / float(positive.min()) if positive.size else 1.0
         self.n_actions = int(rows.size)
         self.masks = (
             None if np.array_equal(rows, np.arange(n_rows)) else [rows == k for k in range(n_rows)]
@@ -155,6 +157,10 @@ class Evaluator:
         self.row_rewards = np.ascontiguousarray(
             (np.asarray(models.next_probs) * np.asarray(models.next_rewards)).sum(-1)
         )
+        self.eval_models = E.EvalModels(
+            self.edges, self.row_rewards, self.initial, self.terminal, self.state_to_index,
+            self.action_rows, np.ascontiguousarray(self.uniform_rows),
+        )  # fmt: skip
 
     def _batches(self, n: int) -> Iterable[slice]:
         for lo in range(0, n, self.batch):
@@ -245,14 +251,13 @@ class Evaluator:
         status = np.zeros(n, dtype=np.int64)
         need = np.array([name in self.metrics for name in METRICS])
         none = np.zeros((0, 0))
-        E.evaluate_students(
-            *self.edges, self.row_rewards, self.initial, self.terminal,
-            self.state_to_index, self.action_rows, np.ascontiguousarray(self.uniform_rows),
-            idx, students, sel, self.teacher_probs, self.teacher_bulk,
-            self.visits.get("teacher", none), self.visits.get("uniform", none),
-            *self.full_support, self.full_support_min, need,
-            values, status,
+        teachers = E.EvalTeachers(
+            self.teacher_probs, self.teacher_bulk, self.visits.get("teacher", none),
+            self.visits.get("uniform", none),
         )  # fmt: skip
+        E.evaluate_students(
+            self.eval_models, self.full_support, teachers, idx, students, sel, need, values, status
+        )
         out = {name: values[:, METRICS.index(name)].copy() for name in self.metrics}
         bad = np.flatnonzero(status)
         if bad.size:
@@ -323,8 +328,9 @@ class MonteCarloEvaluator:
     def __init__(
         self, envs: Any, run: Run, ids: NDArray[np.int64], teacher_probs: NDArray[np.float64]
     ) -> None:
-        self.tables = envs.outcome_tables()
-        self.limit = int(envs.max_episode_steps)
+        from distill_agents.runner.loop_kernels import EnvTables
+
+        self.env = EnvTables._make((*envs.outcome_tables(), int(envs.max_episode_steps)))
         self.metrics = run.metrics
         self.n_episodes = int(run.mc_episodes or 0)
         self.global_ids = run.first_mdp + np.asarray(ids, dtype=np.int64)
@@ -356,9 +362,9 @@ class MonteCarloEvaluator:
 
         idx = np.ascontiguousarray(idx, dtype=np.int64)
         out = np.zeros((idx.size, 4))
-        E.monte_carlo_students(  # type: ignore[call-arg]
-            *self.tables, self.limit, idx, np.ascontiguousarray(logits, dtype=np.float64),
-            self.teacher_probs, self._seeds(idx, points), self.n_episodes, need, control, out,
+        E.monte_carlo_students(
+            self.env, idx, np.ascontiguousarray(logits, dtype=np.float64), self.teacher_probs,
+            self._seeds(idx, points), self.n_episodes, need, control, out,
         )  # fmt: skip
         return out
 

@@ -51,7 +51,8 @@ enumerated (Theorem 1/2 checks, the Fig. 2 dynamics).
 Modules
     :mod:`~distill_agents.updates.episode` (the Python entry point, the reference, sampling),
     :mod:`~distill_agents.updates.rows` (the compiled student and teacher row tables and the
-    draws), :mod:`~distill_agents.updates.row_update` (the compiled update of one episode) and
+    draws), :mod:`~distill_agents.updates.records` (the method and episode records the kernels
+    take), :mod:`~distill_agents.updates.row_update` (the compiled update of one episode) and
     :mod:`~distill_agents.updates.expected` (exact expectations on small MDPs). This package
     re-exports the names of the first and the last.
 """

@@ -10,6 +10,7 @@ teacher's floored ``log pi`` (see :mod:`distill_agents.updates` for the update i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -310,6 +311,135 @@ def episode_update(
 
 
 # ==================================================================== slow NumPy reference
+@dataclass(frozen=True)
+class _Dense:
+    """One episode and the dense tables of :func:`episode_update_reference` (before the update).
+
+    ``theta [N, A]`` / ``v_theta [N]`` the student, ``p`` / ``log_p`` its probabilities, ``pi`` /
+    ``log_pi`` (floored) / ``v_pi`` / ``w_pi`` the teacher, ``s`` / ``k`` the student indices
+    and teacher keys at steps ``0..T``, ``a`` / ``r`` the actions and rewards.
+    """
+
+    coef: NDArray[np.float64]
+    codes: NDArray[np.int64]
+    theta: NDArray[np.float64]
+    v_theta: NDArray[np.float64]
+    p: NDArray[np.float64]
+    log_p: NDArray[np.float64]
+    pi: NDArray[np.float64]
+    log_pi: NDArray[np.float64]
+    v_pi: NDArray[np.float64]
+    w_pi: NDArray[np.float64]
+    s: NDArray[np.int64]
+    k: NDArray[np.int64]
+    a: NDArray[np.int64]
+    r: NDArray[np.float64]
+    terminated: bool
+    gamma: float
+
+    @property
+    def big_t(self) -> int:
+        """The episode's length ``T``."""
+        return len(self.a)
+
+    def alive(self, t: int) -> bool:
+        """Is step ``t`` part of the task (not after a terminal)?"""
+        return t < self.big_t or not self.terminated
+
+    def gate(self, t: int) -> float:
+        """``[V_pi(s_t) > V_theta(s_t)]`` for ``+Vcond``, else 1."""
+        if self.codes[M.K_VCOND] and not self.v_pi[self.k[t]] > self.v_theta[self.s[t]]:
+            return 0.0
+        return 1.0
+
+    def state_loss(self, t: int) -> float:
+        """State-level loss at step t: w * gate * (c_ce H_x(pi || pi_theta) + c_ip IP)."""
+        if not self.alive(t):
+            return 0.0
+        st, kt, coef = self.s[t], self.k[t], self.coef
+        cross = -np.sum(self.pi[kt] * self.log_p[st])
+        potential = -np.sum(self.pi[kt] * self.p[st])
+        return float(
+            self.w_pi[kt]
+            * self.gate(t)
+            * (coef[M.C_LOSS_CE] * cross + coef[M.C_LOSS_IP] * potential)
+        )
+
+    def v_teacher(self, t: int) -> float:
+        """``V_pi(s_t)``, 0 after a terminal."""
+        return float(self.v_pi[self.k[t]]) if self.alive(t) else 0.0
+
+    def bootstrap(self, t: int) -> float:
+        """The value bootstrapped at step ``t`` (0 after a terminal)."""
+        if not self.alive(t):
+            return 0.0
+        source = self.codes[M.K_BOOTSTRAP]
+        if source == M.BOOT_STUDENT:
+            return float(self.v_theta[self.s[t]])
+        return float(self.v_pi[self.k[t]]) if source == M.BOOT_TEACHER else 0.0
+
+
+def _reference_rhat(d: _Dense) -> NDArray[np.float64]:
+    """The reward terms ``rhat [T]``."""
+    coef, gamma, s, k, a, big_t = d.coef, d.gamma, d.s, d.k, d.a, d.big_t
+    rhat = np.zeros(big_t)
+    for t in range(big_t):
+        value = coef[M.C_ENV] * d.r[t]
+        value += coef[M.C_TEACHER_LOGP] * d.w_pi[k[t]] * d.log_pi[k[t], a[t]]
+        value += coef[M.C_STUDENT_LOGP] * d.log_p[s[t], a[t]]
+        value += coef[M.C_TEACHER_V_NEXT] * gamma * d.v_teacher(t + 1)
+        value += coef[M.C_TEACHER_V] * d.v_teacher(t)
+        value += coef[M.C_STUDENT_V] * d.v_theta[s[t]]
+        value -= coef[M.C_NEXT_LOSS] * gamma * d.state_loss(t + 1)
+        if t + 1 < big_t:
+            value += coef[M.C_NEXT_LOGP] * gamma * d.w_pi[k[t + 1]] * d.log_pi[k[t + 1], a[t + 1]]
+        elif not d.terminated:
+            expected = np.sum(d.p[s[big_t]] * d.log_pi[k[big_t]])
+            value += coef[M.C_NEXT_LOGP] * gamma * d.w_pi[k[big_t]] * expected
+        rhat[t] = value
+    return rhat
+
+
+def _reference_targets(
+    d: _Dense, rhat: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``(target [T], adv [T])``: the critic's targets and the advantages."""
+    mode, gamma, big_t = d.codes[M.K_CRITIC], d.gamma, d.big_t
+    target = np.zeros(big_t)
+    adv = np.zeros(big_t)
+    for t in range(big_t):
+        if mode == M.CRITIC_TD:
+            target[t] = rhat[t] + gamma * d.bootstrap(t + 1)
+            adv[t] = target[t] - d.v_theta[d.s[t]]
+            continue
+        ret = sum(gamma ** (i - t) * rhat[i] for i in range(t, big_t))
+        if mode == M.CRITIC_MC:
+            ret += gamma ** (big_t - t) * d.bootstrap(big_t)
+            adv[t] = ret - d.v_theta[d.s[t]]
+        else:
+            adv[t] = ret
+        target[t] = ret
+    return target, adv
+
+
+def _reference_gradient(d: _Dense, adv: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The summed Eq. 1 gradient ``[N, A]`` of the episode's steps."""
+    coef, p, pi, log_pi, w_pi = d.coef, d.p, d.pi, d.log_pi, d.w_pi
+    n_actions = d.theta.shape[1]
+    grad = np.zeros_like(d.theta)
+    for t in range(d.big_t):
+        st, kt = d.s[t], d.k[t]
+        onehot = np.eye(n_actions)[d.a[t]]
+        grad[st] += -(onehot - p[st]) * adv[t]
+        g_t = d.gate(t) * w_pi[kt]
+        grad[st] += coef[M.C_LOSS_CE] * g_t * (p[st] - pi[kt])
+        grad[st] += -coef[M.C_LOSS_IP] * g_t * p[st] * (pi[kt] - np.sum(pi[kt] * p[st]))
+        grad[st] += (
+            -coef[M.C_LOSS_RCE] * w_pi[kt] * p[st] * (log_pi[kt] - np.sum(p[st] * log_pi[kt]))
+        )
+    return grad
+
+
 def episode_update_reference(
     method: str | M.MethodSpec,
     logits: NDArray[np.float64],
@@ -334,104 +464,32 @@ def episode_update_reference(
     Returns new ``(logits, critic)`` arrays instead of updating in place; arguments as in
     :func:`episode_update`.
     """
-    spec = M.parse_method(method)
-    coef, codes = spec.params(critic_mode, distill_loss)
+    coef, codes = M.parse_method(method).params(critic_mode, distill_loss)
     theta = np.array(logits, dtype=np.float64)
     n_obs, n_actions = theta.shape
-    v_theta = np.zeros(n_obs) if critic is None else np.array(critic, dtype=np.float64)
     pi = (
         np.full((n_obs, n_actions), 1.0 / n_actions)
         if teacher_probs is None
         else np.asarray(teacher_probs, dtype=np.float64)
     )
-    log_pi = np.log(np.maximum(pi, teacher_prob_floor))
-    v_pi = np.zeros(len(pi)) if teacher_values is None else np.asarray(teacher_values, float)
-    w_pi = np.ones(len(pi)) if teacher_weights is None else np.asarray(teacher_weights, float)
     s = np.asarray(obs, dtype=np.int64)
-    k = s if keys is None else np.asarray(keys, dtype=np.int64)
-    a = np.asarray(actions, dtype=np.int64)
-    r = np.asarray(rewards, dtype=np.float64)
-    big_t = len(a)
     p = softmax(theta)  # student probabilities before the update
-    log_p = np.log(p)
-
-    def alive(t: int) -> bool:  # is step t part of the task (not after a terminal)?
-        return t < big_t or not terminated
-
-    def gate(t: int) -> float:
-        if codes[M.K_VCOND] and not v_pi[k[t]] > v_theta[s[t]]:
-            return 0.0
-        return 1.0
-
-    def state_loss(t: int) -> float:
-        """State-level loss at step t: w * gate * (c_ce H_x(pi || pi_theta) + c_ip IP)."""
-        if not alive(t):
-            return 0.0
-        cross = -np.sum(pi[k[t]] * log_p[s[t]])
-        potential = -np.sum(pi[k[t]] * p[s[t]])
-        return float(
-            w_pi[k[t]] * gate(t) * (coef[M.C_LOSS_CE] * cross + coef[M.C_LOSS_IP] * potential)
-        )
-
-    def v_teacher(t: int) -> float:
-        return float(v_pi[k[t]]) if alive(t) else 0.0
-
-    def bootstrap(t: int) -> float:
-        if not alive(t):
-            return 0.0
-        source = codes[M.K_BOOTSTRAP]
-        if source == M.BOOT_STUDENT:
-            return float(v_theta[s[t]])
-        return float(v_pi[k[t]]) if source == M.BOOT_TEACHER else 0.0
-
-    rhat = np.zeros(big_t)
-    for t in range(big_t):
-        value = coef[M.C_ENV] * r[t]
-        value += coef[M.C_TEACHER_LOGP] * w_pi[k[t]] * log_pi[k[t], a[t]]
-        value += coef[M.C_STUDENT_LOGP] * log_p[s[t], a[t]]
-        value += coef[M.C_TEACHER_V_NEXT] * gamma * v_teacher(t + 1)
-        value += coef[M.C_TEACHER_V] * v_teacher(t)
-        value += coef[M.C_STUDENT_V] * v_theta[s[t]]
-        value -= coef[M.C_NEXT_LOSS] * gamma * state_loss(t + 1)
-        if t + 1 < big_t:
-            value += coef[M.C_NEXT_LOGP] * gamma * w_pi[k[t + 1]] * log_pi[k[t + 1], a[t + 1]]
-        elif not terminated:
-            expected = np.sum(p[s[big_t]] * log_pi[k[big_t]])
-            value += coef[M.C_NEXT_LOGP] * gamma * w_pi[k[big_t]] * expected
-        rhat[t] = value
-
-    mode = codes[M.K_CRITIC]
-    target = np.zeros(big_t)
-    adv = np.zeros(big_t)
-    for t in range(big_t):
-        if mode == M.CRITIC_TD:
-            target[t] = rhat[t] + gamma * bootstrap(t + 1)
-            adv[t] = target[t] - v_theta[s[t]]
-            continue
-        ret = sum(gamma ** (i - t) * rhat[i] for i in range(t, big_t))
-        if mode == M.CRITIC_MC:
-            ret += gamma ** (big_t - t) * bootstrap(big_t)
-            adv[t] = ret - v_theta[s[t]]
-        else:
-            adv[t] = ret
-        target[t] = ret
-
-    grad = np.zeros_like(theta)
-    for t in range(big_t):
-        st, kt = s[t], k[t]
-        onehot = np.eye(n_actions)[a[t]]
-        grad[st] += -(onehot - p[st]) * adv[t]
-        g_t = gate(t) * w_pi[kt]
-        grad[st] += coef[M.C_LOSS_CE] * g_t * (p[st] - pi[kt])
-        grad[st] += -coef[M.C_LOSS_IP] * g_t * p[st] * (pi[kt] - np.sum(pi[kt] * p[st]))
-        grad[st] += (
-            -coef[M.C_LOSS_RCE] * w_pi[kt] * p[st] * (log_pi[kt] - np.sum(p[st] * log_pi[kt]))
-        )
-    new_theta = theta - lr * grad
-    new_v = v_theta.copy()
-    if mode != M.CRITIC_NONE:
+    d = _Dense(
+        coef=coef, codes=codes, theta=theta,
+        v_theta=np.zeros(n_obs) if critic is None else np.array(critic, dtype=np.float64),
+        p=p, log_p=np.log(p), pi=pi, log_pi=np.log(np.maximum(pi, teacher_prob_floor)),
+        v_pi=np.zeros(len(pi)) if teacher_values is None else np.asarray(teacher_values, float),
+        w_pi=np.ones(len(pi)) if teacher_weights is None else np.asarray(teacher_weights, float),
+        s=s, k=s if keys is None else np.asarray(keys, dtype=np.int64),
+        a=np.asarray(actions, dtype=np.int64), r=np.asarray(rewards, dtype=np.float64),
+        terminated=terminated, gamma=gamma,
+    )  # fmt: skip
+    target, adv = _reference_targets(d, _reference_rhat(d))
+    new_theta = theta - lr * _reference_gradient(d, adv)
+    new_v = d.v_theta.copy()
+    if codes[M.K_CRITIC] != M.CRITIC_NONE:
         sequential = codes[M.K_CRITIC_SEQUENTIAL] != 0
-        for t in range(big_t):
-            current = new_v[s[t]] if sequential else v_theta[s[t]]
+        for t in range(d.big_t):
+            current = new_v[s[t]] if sequential else d.v_theta[s[t]]
             new_v[s[t]] += lr * (target[t] - current)
     return new_theta, new_v

@@ -142,6 +142,63 @@ def _index_map(index: ArrayLike, mdp: TabularMDP, name: str, n: int | None) -> N
     return np.where(idx < 0, 0, idx).astype(np.int64)
 
 
+class _TeacherArrays(NamedTuple):
+    """The teacher arguments of :func:`expected_update` / :func:`expected_loss`, as given."""
+
+    probs: ArrayLike | None
+    values: ArrayLike | None
+    state_index: ArrayLike | None
+    weights: ArrayLike | None
+
+
+class _Tables(NamedTuple):
+    """The checked tables of :func:`expected_update` / :func:`expected_loss`.
+
+    ``theta [N, A]``, ``v_theta [N]`` the student; ``probs [Nt, A]``, ``values [Nt]``,
+    ``weights [Nt]`` the teacher; ``s_idx [S]`` / ``k_idx [S]`` the student and teacher index of
+    each state (0 for the terminal states without one).
+    """
+
+    theta: NDArray[np.float64]
+    v_theta: NDArray[np.float64]
+    probs: NDArray[np.float64]
+    values: NDArray[np.float64]
+    weights: NDArray[np.float64]
+    s_idx: NDArray[np.int64]
+    k_idx: NDArray[np.int64]
+
+
+def _checked_tables(
+    mdp: TabularMDP,
+    spec: M.MethodSpec | None,
+    theta: NDArray[np.float64],
+    student_index: ArrayLike,
+    critic: ArrayLike | None,
+    teacher: _TeacherArrays,
+) -> _Tables:
+    """Check the student's and the teacher's tables (and, given ``spec``, that it has them)."""
+    n_obs = theta.shape[0]
+    v_theta = np.zeros(n_obs) if critic is None else np.array(critic, dtype=np.float64)
+    _, v_theta, probs, values, weights = check_tables(
+        theta,
+        v_theta,
+        None if teacher.probs is None else np.asarray(teacher.probs),
+        None if teacher.values is None else np.asarray(teacher.values),
+        None if teacher.weights is None else np.asarray(teacher.weights),
+    )
+    if spec is not None and spec.needs_teacher_probs and teacher.probs is None:
+        raise ValueError(f"method {spec.id!r} needs teacher_probs")
+    if spec is not None and spec.needs_teacher_values and teacher.values is None:
+        raise ValueError(f"method {spec.id!r} needs teacher_values")
+    s_idx = _index_map(student_index, mdp, "student_index", n_obs)
+    k_idx = (
+        s_idx
+        if teacher.state_index is None
+        else _index_map(teacher.state_index, mdp, "teacher_index", probs.shape[0])
+    )
+    return _Tables(theta, v_theta, probs, values, weights, s_idx, k_idx)
+
+
 def expected_update(
     mdp: TabularMDP,
     student_index: ArrayLike,
@@ -206,34 +263,31 @@ def expected_update(
         raise ValueError(
             f"student_logits must have shape [N, A] with A = {mdp.n_actions}, got {theta.shape}"
         )
-    n_obs, n_actions = theta.shape
-    v_theta = np.zeros(n_obs) if critic is None else np.array(critic, dtype=np.float64)
-    _, v_theta, probs, values, weights = check_tables(
-        theta,
-        v_theta,
-        None if teacher_probs is None else np.asarray(teacher_probs),
-        None if teacher_values is None else np.asarray(teacher_values),
-        None if teacher_weights is None else np.asarray(teacher_weights),
-    )
-    if spec.needs_teacher_probs and teacher_probs is None:
-        raise ValueError(f"method {spec.id!r} needs teacher_probs")
-    if spec.needs_teacher_values and teacher_values is None:
-        raise ValueError(f"method {spec.id!r} needs teacher_values")
-    s_idx = _index_map(student_index, mdp, "student_index", n_obs)
-    k_idx = (
-        s_idx
-        if teacher_index is None
-        else _index_map(teacher_index, mdp, "teacher_index", probs.shape[0])
-    )
+    teacher_arrays = _TeacherArrays(teacher_probs, teacher_values, teacher_index, teacher_weights)
+    tab = _checked_tables(mdp, spec, theta, student_index, critic, teacher_arrays)
     code = M.control_code(control or spec.default_control)
-    policy = control_probs(code, probs[k_idx], softmax(theta)[s_idx], beta)
+    policy = control_probs(code, tab.probs[tab.k_idx], softmax(theta)[tab.s_idx], beta)
     if critic_mode is None and spec.forced_critic is None and not spec.vcond:
         critic_mode = "none"
     coef, codes = spec.params(critic_mode, distill_loss)
     codes[M.K_CRITIC_SEQUENTIAL] = 0  # the linear expected direction of the critic too
-    logp = floored_log(probs, teacher_prob_floor)
-    teacher = rows.teacher_table(probs, logp, values, weights, False)
+    logp = floored_log(tab.probs, teacher_prob_floor)
+    teacher = rows.teacher_table(tab.probs, logp, tab.values, tab.weights, False)
     trajectories = enumerate_trajectories(mdp, policy, max_steps, max_trajectories)
+    return _weighted_updates(trajectories, tab, teacher, coef, codes, float(gamma))
+
+
+def _weighted_updates(
+    trajectories: list[Trajectory],
+    tab: _Tables,
+    teacher: rows.TeacherTable,
+    coef: NDArray[np.float64],
+    codes: NDArray[np.int64],
+    gamma: float,
+) -> ExpectedUpdate:
+    """The updates (lr 1) of the ``trajectories`` weighted by their probabilities."""
+    theta, v_theta = tab.theta, tab.v_theta
+    n_obs, n_actions = theta.shape
     work = rows.make_row_work(n_obs, n_actions, max(len(t.actions) for t in trajectories))
     d_logits = np.zeros_like(theta)
     d_critic = np.zeros(n_obs)
@@ -241,8 +295,8 @@ def expected_update(
         new_theta = theta.copy()
         new_v = v_theta.copy()
         row_update.episode_update_tables(
-            s_idx[traj.states], k_idx[traj.states], traj.actions, traj.rewards, True, teacher,
-            rows.dense_table(new_theta), new_v, coef, codes, 1.0, float(gamma), work,
+            tab.s_idx[traj.states], tab.k_idx[traj.states], traj.actions, traj.rewards, True,
+            teacher, rows.dense_table(new_theta), new_v, coef, codes, 1.0, gamma, work,
         )  # fmt: skip
         d_logits += traj.prob * (theta - new_theta)
         d_critic += traj.prob * (v_theta - new_v)
@@ -290,21 +344,11 @@ def expected_loss(
 
     spec = M.parse_method(method)
     theta = np.array(student_logits, dtype=np.float64)
-    n_obs = theta.shape[0]
-    v_theta = np.zeros(n_obs) if critic is None else np.array(critic, dtype=np.float64)
-    _, v_theta, probs, values, weights = check_tables(
-        theta,
-        v_theta,
-        np.asarray(teacher_probs),
-        None if teacher_values is None else np.asarray(teacher_values),
-        None if teacher_weights is None else np.asarray(teacher_weights),
-    )
-    s_idx = _index_map(student_index, mdp, "student_index", n_obs)
-    k_idx = (
-        s_idx
-        if teacher_index is None
-        else _index_map(teacher_index, mdp, "teacher_index", probs.shape[0])
-    )
+    given = np.asarray(teacher_probs)  # required here
+    teacher_arrays = _TeacherArrays(given, teacher_values, teacher_index, teacher_weights)
+    tab = _checked_tables(mdp, None, theta, student_index, critic, teacher_arrays)
+    probs, values, weights, v_theta = tab.probs, tab.values, tab.weights, tab.v_theta
+    s_idx, k_idx = tab.s_idx, tab.k_idx
     coef, codes = spec.params(None, distill_loss)
     p = softmax(theta)[s_idx]  # [S, A]
     pi = probs[k_idx]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -10,6 +11,7 @@ from numpy.typing import NDArray
 
 from distill_agents import methods as M
 from distill_agents.numerics import loop_kernel
+from distill_agents.updates.records import EpisodeSteps, MethodParams
 from distill_agents.updates.rows import (
     ST_ADV,
     ST_BULK_EXP,
@@ -32,7 +34,9 @@ from distill_agents.updates.rows import (
 )
 
 __all__ = [
+    "MethodTerms",
     "episode_update_tables",
+    "method_terms",
     "prepare_episode_rows",
     "update_student",
 ]
@@ -184,81 +188,81 @@ def _gradient_step(
     s.bulk[o] -= lr * (g - c_ce * pb)
 
 
-@njit(cache=True, inline="always")
-def update_student(
-    obs: NDArray[np.int64],
-    keys: NDArray[np.int64],
-    actions: NDArray[np.int64],
-    rewards: NDArray[np.float64],
-    n_steps: int,
-    terminated: bool,
-    t: TeacherTable,
-    s: StudentTable,
-    critic: NDArray[np.float64],
-    coef: NDArray[np.float64],
-    codes: NDArray[np.int64],
-    lr: float,
-    gamma: float,
-    w: RowWork,
-    n_rows: int,
-) -> None:  # pragma: no cover - compiled; checked against the NumPy reference in tests
-    """Apply Eq. 1 for one episode to the student, in place (the episode's rows prepared).
+class MethodTerms(NamedTuple):
+    """The method's coefficients and codes as scalars, for one episode (:func:`method_terms`).
 
-    Every distinct observation ``o`` of ``obs[:n_idx]`` (``n_idx = T`` if ``terminated``, else
-    ``T + 1``) has its row ``w.slot[o]`` (numbered ``0 .. n_rows - 1`` in order of first
-    appearance, ``w.row_obs``/``w.row_key`` set) prepared by :func:`prepare_row`. On return
-    ``w.slot`` is back at -1.
-
-    Args:
-        obs: ``[>= T + 1]`` student table index at steps ``0..T`` (the last is the observation
-            after the final step; unused when ``terminated``).
-        keys: ``[>= T + 1]`` teacher key at the same steps (``obs`` itself when the teacher is
-            indexed like the student; other keys need dense rows).
-        actions: ``[>= T]`` actions taken (explicit in their rows when the method has a
-            policy-gradient term: :func:`draw_action` splits them).
-        rewards: ``[>= T]`` environment rewards ``r_t``.
-        n_steps: the episode's length ``T >= 1``.
-        terminated: the last transition entered a terminal state (values and losses after it
-            are 0); ``False`` for a truncated episode (bootstrapped from step ``T``).
-        t: the teacher.
-        s: the student, updated in place.
-        critic: ``[N]`` the student's critic ``V_theta``, updated in place (ignored with no
-            critic).
-        coef: ``[N_COEF]`` method coefficients (:meth:`MethodSpec.params`).
-        codes: ``[N_CODES]`` method codes.
-        lr: learning rate.
-        gamma: discount.
-        w: the workspace.
-        n_rows: rows of the episode in ``w``.
+    Attributes:
+        c_env: weight of ``r_i`` in ``rhat_i`` (``methods.C_ENV``).
+        c_tlogp: of ``log pi(a_i | s_i)`` (``C_TEACHER_LOGP``).
+        c_slogp: of ``log pi_theta(a_i | s_i)`` (``C_STUDENT_LOGP``).
+        c_tv_next: of ``gamma V_pi(s_{i+1})`` (``C_TEACHER_V_NEXT``).
+        c_tv: of ``V_pi(s_i)`` (``C_TEACHER_V``).
+        c_sv: of ``V_theta(s_i)`` (``C_STUDENT_V``).
+        c_ce: loss weight of ``H_x(pi || pi_theta)`` (``C_LOSS_CE``).
+        c_ip: loss weight of ``-sum pi pi_theta`` (``C_LOSS_IP``).
+        c_rce: loss weight of ``H_x(pi_theta || pi)`` (``C_LOSS_RCE``).
+        c_next_loss: weight of ``-gamma l_state(s_{i+1})`` (``C_NEXT_LOSS``).
+        c_next_logp: weight of ``gamma log pi(a_{i+1} | s_{i+1})`` (``C_NEXT_LOGP``).
+        critic_mode: ``CRITIC_NONE``, ``CRITIC_MC`` or ``CRITIC_TD`` (``K_CRITIC``).
+        boot_source: ``BOOT_STUDENT``, ``BOOT_TEACHER`` or ``BOOT_ZERO`` (``K_BOOTSTRAP``).
+        vcond: the loss is gated by ``[V_pi(s) > V_theta(s)]`` (``K_VCOND``).
+        sequential: the critic's step is applied visit by visit (``K_CRITIC_SEQUENTIAL``).
+        pg: the method has a policy-gradient term (:func:`has_policy_gradient`).
+        need_ce: ``H_x(pi || pi_theta)`` itself is needed (it enters the next step's loss).
+        need: some row quantity (cross-entropies, information potential) is needed.
     """
-    n_actions = s.logits.shape[1]
-    n_idx = n_steps if terminated else n_steps + 1
-    c_env = coef[M.C_ENV]
-    c_tlogp = coef[M.C_TEACHER_LOGP]
-    c_slogp = coef[M.C_STUDENT_LOGP]
-    c_tv_next = coef[M.C_TEACHER_V_NEXT]
-    c_tv = coef[M.C_TEACHER_V]
-    c_sv = coef[M.C_STUDENT_V]
+
+    c_env: float
+    c_tlogp: float
+    c_slogp: float
+    c_tv_next: float
+    c_tv: float
+    c_sv: float
+    c_ce: float
+    c_ip: float
+    c_rce: float
+    c_next_loss: float
+    c_next_logp: float
+    critic_mode: int
+    boot_source: int
+    vcond: bool
+    sequential: bool
+    pg: bool
+    need_ce: bool
+    need: bool
+
+
+@njit(cache=True, inline="always")
+def method_terms(
+    coef: NDArray[np.float64], codes: NDArray[np.int64], terminated: bool
+) -> MethodTerms:  # pragma: no cover - compiled
+    """The :class:`MethodTerms` of a method's ``coef`` / ``codes`` for an episode."""
     c_ce = coef[M.C_LOSS_CE]
     c_ip = coef[M.C_LOSS_IP]
     c_rce = coef[M.C_LOSS_RCE]
     c_next_loss = coef[M.C_NEXT_LOSS]
     c_next_logp = coef[M.C_NEXT_LOGP]
-    critic_mode = codes[M.K_CRITIC]
-    boot_source = codes[M.K_BOOTSTRAP]
-    vcond = codes[M.K_VCOND] != 0
-    use_critic = critic_mode != M.CRITIC_NONE
-    pg = has_policy_gradient(coef, codes)
     # H_x(pi || pi_theta) itself only enters through the next step's loss (N-distill); its
     # gradient does not need it.
     need_ce = c_ce != 0.0 and c_next_loss != 0.0
     need = need_ce or c_ip != 0.0 or c_rce != 0.0 or (c_next_logp != 0.0 and not terminated)
-    slot, st, values, weights = w.slot, w.stats, t.values, t.weights
+    return MethodTerms(
+        coef[M.C_ENV], coef[M.C_TEACHER_LOGP], coef[M.C_STUDENT_LOGP], coef[M.C_TEACHER_V_NEXT],
+        coef[M.C_TEACHER_V], coef[M.C_STUDENT_V], c_ce, c_ip, c_rce, c_next_loss, c_next_logp,
+        codes[M.K_CRITIC], codes[M.K_BOOTSTRAP], codes[M.K_VCOND] != 0,
+        codes[M.K_CRITIC_SEQUENTIAL] != 0, has_policy_gradient(coef, codes), need_ce, need,
+    )  # fmt: skip
 
-    # --- 1. per row: lse and the row quantities at its own key; zero the accumulators.
+
+@njit(cache=True, inline="always")
+def _start_rows(
+    s: StudentTable, t: TeacherTable, w: RowWork, n_rows: int, m: MethodTerms
+) -> None:  # pragma: no cover - compiled
+    """Step 1: per row, the lse and the row quantities at its own key; zero the accumulators."""
+    st = w.stats
     for u in range(n_rows):
         o = w.row_obs[u]
-        _row_quantities(s, t, o, w.row_key[u], w, u, need, need_ce)
+        _row_quantities(s, t, o, w.row_key[u], w, u, m.need, m.need_ce)
         st[u, ST_ADV] = 0.0
         st[u, ST_C_CE] = 0.0
         st[u, ST_C_IP] = 0.0
@@ -266,7 +270,20 @@ def update_student(
         for j in range(s.n_explicit[o]):
             w.extra[u, j] = 0.0
 
-    # --- 2. per-step state quantities (before the update).
+
+@njit(cache=True, inline="always")
+def _step_quantities(
+    ep: EpisodeSteps,
+    t: TeacherTable,
+    s: StudentTable,
+    critic: NDArray[np.float64],
+    w: RowWork,
+    m: MethodTerms,
+) -> None:  # pragma: no cover - compiled
+    """Step 2: the per-step state quantities (before the update) into ``w.steps``."""
+    n_steps = ep.n_steps
+    n_idx = n_steps if ep.terminated else n_steps + 1
+    slot, st, values, weights = w.slot, w.stats, t.values, t.weights
     n1 = n_steps + 1
     buf = w.steps
     if buf.shape[1] < n1:
@@ -281,12 +298,12 @@ def update_student(
         buf[_LOSS, i] = 0.0
         buf[_BOOT, i] = 0.0
     for i in range(n_idx):
-        o = obs[i]
-        k = keys[i]
+        o = ep.obs[i]
+        k = ep.keys[i]
         u = slot[o]
         buf[_V_STUDENT, i] = critic[o]
         buf[_V_TEACHER, i] = values[k]
-        if vcond:
+        if m.vcond:
             buf[_GATE, i] = 1.0 if values[k] > critic[o] else 0.0
         if k == w.row_key[u]:
             ce, ip, rce = st[u, ST_CE], st[u, ST_IP], st[u, ST_RCE]
@@ -295,67 +312,90 @@ def update_student(
         buf[_CE, i] = ce
         buf[_IP, i] = ip
         buf[_RCE, i] = rce
-        buf[_LOSS, i] = weights[k] * buf[_GATE, i] * (c_ce * ce + c_ip * ip)
+        buf[_LOSS, i] = weights[k] * buf[_GATE, i] * (m.c_ce * ce + m.c_ip * ip)
 
-    # --- 3. reward term rhat_t.
+
+@njit(cache=True, inline="always")
+def _reward_terms(
+    ep: EpisodeSteps, t: TeacherTable, s: StudentTable, w: RowWork, m: MethodTerms, gamma: float
+) -> None:  # pragma: no cover - compiled
+    """Step 3: the reward term ``rhat_t`` of every step into ``w.steps``."""
+    obs, keys, actions, n_steps = ep.obs, ep.keys, ep.actions, ep.n_steps
+    slot, st, weights, buf = w.slot, w.stats, t.weights, w.steps
     for i in range(n_steps):
         o = obs[i]
         k = keys[i]
         a_t = actions[i]
-        r = c_env * rewards[i]
-        if c_tlogp != 0.0:
-            r += c_tlogp * weights[k] * t.logp[k, a_t]
-        if c_slogp != 0.0:
-            r += c_slogp * (_student_logit(s, o, a_t) - st[slot[o], ST_LSE])
-        if c_tv_next != 0.0:
-            r += c_tv_next * gamma * buf[_V_TEACHER, i + 1]
-        if c_tv != 0.0:
-            r += c_tv * buf[_V_TEACHER, i]
-        if c_sv != 0.0:
-            r += c_sv * buf[_V_STUDENT, i]
+        r = m.c_env * ep.rewards[i]
+        if m.c_tlogp != 0.0:
+            r += m.c_tlogp * weights[k] * t.logp[k, a_t]
+        if m.c_slogp != 0.0:
+            r += m.c_slogp * (_student_logit(s, o, a_t) - st[slot[o], ST_LSE])
+        if m.c_tv_next != 0.0:
+            r += m.c_tv_next * gamma * buf[_V_TEACHER, i + 1]
+        if m.c_tv != 0.0:
+            r += m.c_tv * buf[_V_TEACHER, i]
+        if m.c_sv != 0.0:
+            r += m.c_sv * buf[_V_STUDENT, i]
         if i + 1 < n_steps:
             k1 = keys[i + 1]
-            if c_next_loss != 0.0:
-                r -= c_next_loss * gamma * buf[_LOSS, i + 1]
-            if c_next_logp != 0.0:
-                r += c_next_logp * gamma * weights[k1] * t.logp[k1, actions[i + 1]]
-        elif not terminated:
+            if m.c_next_loss != 0.0:
+                r -= m.c_next_loss * gamma * buf[_LOSS, i + 1]
+            if m.c_next_logp != 0.0:
+                r += m.c_next_logp * gamma * weights[k1] * t.logp[k1, actions[i + 1]]
+        elif not ep.terminated:
             # Truncated: the step after the last is still part of the task.
             k1 = keys[n_steps]
-            if c_next_loss != 0.0:
-                r -= c_next_loss * gamma * buf[_LOSS, n_steps]
-            if c_next_logp != 0.0:
-                r -= c_next_logp * gamma * weights[k1] * buf[_RCE, n_steps]
+            if m.c_next_loss != 0.0:
+                r -= m.c_next_loss * gamma * buf[_LOSS, n_steps]
+            if m.c_next_logp != 0.0:
+                r -= m.c_next_logp * gamma * weights[k1] * buf[_RCE, n_steps]
         buf[_RHAT, i] = r
 
-    # --- 4. advantages and critic targets.
+
+@njit(cache=True, inline="always")
+def _advantages(
+    ep: EpisodeSteps, w: RowWork, m: MethodTerms, gamma: float
+) -> None:  # pragma: no cover - compiled
+    """Step 4: the bootstrapped values, the advantages and the critic's targets."""
+    n_steps = ep.n_steps
+    n_idx = n_steps if ep.terminated else n_steps + 1
+    buf = w.steps
     for i in range(1, n_idx):
-        if boot_source == M.BOOT_STUDENT:
+        if m.boot_source == M.BOOT_STUDENT:
             buf[_BOOT, i] = buf[_V_STUDENT, i]
-        elif boot_source == M.BOOT_TEACHER:
+        elif m.boot_source == M.BOOT_TEACHER:
             buf[_BOOT, i] = buf[_V_TEACHER, i]
-    if critic_mode == M.CRITIC_TD:
+    if m.critic_mode == M.CRITIC_TD:
         for i in range(n_steps):
             target = buf[_RHAT, i] + gamma * buf[_BOOT, i + 1]
             buf[_TARGET, i] = target
             buf[_ADV, i] = target - buf[_V_STUDENT, i]
-    elif pg:
-        ret = buf[_BOOT, n_steps] if critic_mode == M.CRITIC_MC else 0.0
+    elif m.pg:
+        mc = m.critic_mode == M.CRITIC_MC
+        ret = buf[_BOOT, n_steps] if mc else 0.0
         for i in range(n_steps - 1, -1, -1):
             ret = buf[_RHAT, i] + gamma * ret
             buf[_TARGET, i] = ret
-            buf[_ADV, i] = ret - buf[_V_STUDENT, i] if critic_mode == M.CRITIC_MC else ret
+            buf[_ADV, i] = ret - buf[_V_STUDENT, i] if mc else ret
 
-    # --- 5. accumulate each step's terms on its row (O(1) per step at the row's own key).
-    for i in range(n_steps):
-        o = obs[i]
-        k = keys[i]
+
+@njit(cache=True, inline="always")
+def _accumulate(
+    ep: EpisodeSteps, t: TeacherTable, s: StudentTable, w: RowWork, m: MethodTerms
+) -> None:  # pragma: no cover - compiled
+    """Step 5: each step's terms on its row (O(1) per step at the row's own key)."""
+    n_actions = s.logits.shape[1]
+    slot, st, weights, buf = w.slot, w.stats, t.weights, w.steps
+    for i in range(ep.n_steps):
+        o = ep.obs[i]
+        k = ep.keys[i]
         u = slot[o]
-        if pg:
+        if m.pg:
             g = buf[_ADV, i]
             if g != 0.0:
                 st[u, ST_ADV] += g
-                a_t = actions[i]
+                a_t = ep.actions[i]
                 pos = a_t if s.n_explicit[o] == n_actions else search_row(s, o, a_t)
                 if pos < 0:
                     raise ValueError("a taken action with an advantage must be explicit in its row")
@@ -363,35 +403,102 @@ def update_student(
         wk = weights[k]
         gate = buf[_GATE, i]
         if k == w.row_key[u]:
-            st[u, ST_C_CE] += wk * gate * c_ce
-            st[u, ST_C_IP] += wk * gate * c_ip
-            st[u, ST_C_RCE] += wk * c_rce
+            st[u, ST_C_CE] += wk * gate * m.c_ce
+            st[u, ST_C_IP] += wk * gate * m.c_ip
+            st[u, ST_C_RCE] += wk * m.c_rce
             continue
         if s.n_explicit[o] != n_actions:
             raise ValueError("a row visited with several teacher keys must be dense")
-        inv = 1.0 / st[u, ST_TOTAL]
-        cc = wk * gate * c_ce
-        ci = wk * gate * c_ip
-        cr = wk * c_rce
-        dot = -buf[_IP, i]
-        rce = buf[_RCE, i]
-        for a in range(n_actions):
-            p = w.exps[u, a] * inv
-            pa = t.probs[k, a]
-            w.extra[u, a] += cc * (p - pa) - ci * p * (pa - dot) - cr * p * (t.logp[k, a] + rce)
+        cc = wk * gate * m.c_ce
+        _foreign_key_terms(t, k, w, u, i, n_actions, cc, wk * gate * m.c_ip, wk * m.c_rce)
 
-    # --- 6. one step on the logits and the critic; reset the workspace.
+
+@njit(cache=True, inline="always")
+def _foreign_key_terms(
+    t: TeacherTable,
+    k: int,
+    w: RowWork,
+    u: int,
+    i: int,
+    n_actions: int,
+    cc: float,
+    ci: float,
+    cr: float,
+) -> None:  # pragma: no cover - compiled
+    """The loss gradients of step ``i`` of dense row ``u`` at a key ``k`` other than its own.
+
+    Added to ``w.extra[u]``, with the summed loss coefficients ``cc`` (cross-entropy), ``ci``
+    (information potential) and ``cr`` (reverse cross-entropy) of the step.
+    """
+    inv = 1.0 / w.stats[u, ST_TOTAL]
+    dot = -w.steps[_IP, i]
+    rce = w.steps[_RCE, i]
+    for a in range(n_actions):
+        p = w.exps[u, a] * inv
+        pa = t.probs[k, a]
+        w.extra[u, a] += cc * (p - pa) - ci * p * (pa - dot) - cr * p * (t.logp[k, a] + rce)
+
+
+@njit(cache=True, inline="always")
+def _apply_steps(
+    ep: EpisodeSteps,
+    t: TeacherTable,
+    s: StudentTable,
+    critic: NDArray[np.float64],
+    w: RowWork,
+    n_rows: int,
+    m: MethodTerms,
+    lr: float,
+) -> None:  # pragma: no cover - compiled
+    """Step 6: one step on the logits and the critic; reset the workspace's ``slot``."""
+    obs, buf = ep.obs, w.steps
     for u in range(n_rows):
         o = w.row_obs[u]
         _gradient_step(s, t, o, w.row_key[u], w, u, lr)
-        slot[o] = -1
-    if use_critic:
-        if codes[M.K_CRITIC_SEQUENTIAL] != 0:
-            for i in range(n_steps):
+        w.slot[o] = -1
+    if m.critic_mode != M.CRITIC_NONE:
+        if m.sequential:
+            for i in range(ep.n_steps):
                 critic[obs[i]] += lr * (buf[_TARGET, i] - critic[obs[i]])
         else:
-            for i in range(n_steps):
+            for i in range(ep.n_steps):
                 critic[obs[i]] += lr * (buf[_TARGET, i] - buf[_V_STUDENT, i])
+
+
+@njit(cache=True, inline="always")
+def update_student(
+    ep: EpisodeSteps,
+    t: TeacherTable,
+    s: StudentTable,
+    critic: NDArray[np.float64],
+    method: MethodParams,
+    w: RowWork,
+    n_rows: int,
+) -> None:  # pragma: no cover - compiled; checked against the NumPy reference in tests
+    """Apply Eq. 1 for one episode to the student, in place (the episode's rows prepared).
+
+    Every distinct observation ``o`` of ``ep.obs[:n_idx]`` (``n_idx = T`` if
+    ``ep.terminated``, else ``T + 1``) has its row ``w.slot[o]`` (numbered ``0 .. n_rows - 1``
+    in order of first appearance, ``w.row_obs``/``w.row_key`` set) prepared by
+    :func:`prepare_row`. On return ``w.slot`` is back at -1.
+
+    Args:
+        ep: the episode (:class:`~distill_agents.updates.records.EpisodeSteps`).
+        t: the teacher.
+        s: the student, updated in place.
+        critic: ``[N]`` the student's critic ``V_theta``, updated in place (ignored with no
+            critic).
+        method: the method's coefficients, codes, learning rate and discount.
+        w: the workspace.
+        n_rows: rows of the episode in ``w``.
+    """
+    m = method_terms(method.coef, method.codes, ep.terminated)
+    _start_rows(s, t, w, n_rows, m)
+    _step_quantities(ep, t, s, critic, w, m)
+    _reward_terms(ep, t, s, w, m, method.gamma)
+    _advantages(ep, w, m, method.gamma)
+    _accumulate(ep, t, s, w, m)
+    _apply_steps(ep, t, s, critic, w, n_rows, m, method.lr)
 
 
 @njit(cache=True, inline="always")
@@ -434,7 +541,9 @@ def episode_update_tables(
     """One episode's update: split, prepare the rows, then :func:`update_student`.
 
     :func:`split_taken` for methods with a policy-gradient term, :func:`prepare_episode_rows`;
-    arguments as in :func:`update_student`.
+    arguments as the fields of :func:`update_student`'s records
+    (:class:`~distill_agents.updates.records.EpisodeSteps`, ``n_steps = T`` from ``actions``;
+    :class:`~distill_agents.updates.records.MethodParams`).
 
     Compiled without reference counting (:func:`~distill_agents.numerics.loop_kernel`), as
     are the runner's loops.
@@ -446,7 +555,5 @@ def episode_update_tables(
     if has_policy_gradient(coef, codes) and s.explicit.shape[1] > 0:
         split_taken(s, obs, actions, n_steps, w, False)
     n_rows = prepare_episode_rows(s, obs, keys, n_idx, w)
-    update_student(
-        obs, keys, actions, rewards, n_steps, terminated, t, s, critic, coef, codes, lr, gamma, w,
-        n_rows,
-    )  # fmt: skip
+    ep = EpisodeSteps(obs, keys, actions, rewards, n_steps, terminated)
+    update_student(ep, t, s, critic, MethodParams(coef, codes, lr, gamma), w, n_rows)

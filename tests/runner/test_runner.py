@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -303,6 +305,28 @@ def test_a_group_refuses_what_it_cannot_share(grids):
     # A group of one is run_distillation.
     (alone,) = R.run_distillation_group([part], "on_policy_distill", keep_students=True, **kw)
     _assert_same(alone, R.run_distillation(part, "on_policy_distill", keep_students=True, **kw))
+
+
+def test_a_parsed_method_and_its_id_train_the_same_students(grids):
+    from distill_agents.methods import parse_method
+    from distill_agents.runner.distillation import RunSettings, run_group
+
+    part = subset(grids, 0, 3)
+    kw = {"iterations": 6, "eval_every": 3, "critic": "mc", "keep_students": True}
+    by_id = R.run_distillation(part, "on_policy_distill+R+Vcond", **kw)
+    spec = parse_method("on_policy_distill+R+Vcond")
+    by_spec = R.run_distillation(part, spec, **kw)
+    _assert_same(by_id, by_spec)
+    assert by_spec.method == by_id.method == spec.id
+    assert by_spec.settings == by_id.settings
+    # run_group takes the parsed method and one settings record.
+    defaults = inspect.signature(R.run_distillation).parameters
+    settings = RunSettings(
+        **{name: p.default for name, p in defaults.items() if p.kind == p.KEYWORD_ONLY}
+        | {"iterations": 6, "eval_every": 3, "critic": "mc", "keep_students": True}
+    )
+    (grouped,) = run_group([part], spec, settings)
+    _assert_same(by_id, grouped)
 
 
 def test_compiled_loop_reports_progress_and_rejects_unknown_loops(grids):
