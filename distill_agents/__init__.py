@@ -9,8 +9,8 @@ from distill_agents.policy import TabularPolicy
 from distill_agents.recommend import Recommendation, recommend
 from distill_agents.runner import RunResult, run_distillation
 from distill_agents.supervised import multitask_distill, supervised_distill
-from distill_agents.teacher_training import make_teachers
 from distill_agents.teachers import TabularTeacher, Teachers
+from distill_agents.teachers.make import make_teachers
 from distill_agents.updates import (
     TEACHER_PROB_FLOOR,
     episode_update,

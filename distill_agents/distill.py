@@ -2,14 +2,14 @@
 
 One *iteration* samples one full episode with the control policy through ``env.reset`` /
 ``env.step`` and then applies the method's update (paper Eq. 1) with the compiled kernels of
-:mod:`distill_agents.row_kernels`, the ones the batched runner uses, on the same student tables
+:mod:`distill_agents.updates.rows`, the ones the batched runner uses, on the same student tables
 (so each MDP of a runner learns exactly what ``distill`` learns on it with deterministic moves).
 
 Randomness: ``np.random.SeedSequence(seed).spawn(3)`` gives three streams (:func:`seed_streams`):
 the first seeds the environment once (``env.reset(seed=...)`` at the first episode, plain
 ``env.reset()`` after), the second is the generator that draws the actions -- exactly one
 uniform per step, turned into an action of the control policy by inverse CDF
-(:func:`~distill_agents.row_kernels.draw_action`) -- and the third seeds the returned
+(:func:`~distill_agents.updates.rows.draw_action`) -- and the third seeds the returned
 student's own ``predict`` generator. Same seed, same student, bit for bit.
 """
 
@@ -24,9 +24,10 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from distill_agents import methods as M
-from distill_agents import row_kernels as RK
 from distill_agents.policy import TabularPolicy
 from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log
+from distill_agents.updates import rows as RK
+from distill_agents.updates.row_update import episode_update_tables
 from gridworld_env.base import check_int
 
 __all__ = ["distill", "seed_streams", "teacher_tables"]
@@ -217,7 +218,7 @@ def distill(
         visited, actions, rewards, terminated = _sample_episode(
             env, obs, draw, b, max_episode_steps
         )
-        RK.episode_update_tables(
+        episode_update_tables(
             visited, visited, actions, rewards, terminated, rows, table, critic_values, coef,
             codes, float(lr), float(gamma), work,
         )  # fmt: skip

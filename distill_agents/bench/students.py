@@ -10,7 +10,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from distill_agents import methods as M
-from distill_agents import row_kernels as RK
 from distill_agents.bench import yardsticks
 from distill_agents.bench.actions import ACTION_COUNTS, ACTION_METHODS, bench_actions
 from distill_agents.bench.grids import grid_teachers
@@ -20,6 +19,7 @@ from distill_agents.runner.evaluation import Evaluator
 from distill_agents.runner.result import RunResult
 from distill_agents.teachers import Teachers
 from distill_agents.updates import floored_log
+from distill_agents.updates import rows as RK
 from gridworld_env.base import check_int
 from gridworld_env.registration import MAX_EPISODE_STEPS
 

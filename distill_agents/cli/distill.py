@@ -204,7 +204,7 @@ def _check(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
         raise ValueError(f"--mdps must be an integer >= 1, got {args.mdps}")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be an integer >= 1, got {args.chunk_size}")
-    from distill_agents.ray_backend import check_backend
+    from distill_agents.parallel.ray_backend import check_backend
 
     check_backend(args.backend, args.ray_address)
     for option in ("figure", "label", "panel", "name"):
@@ -263,7 +263,7 @@ def _ray_range(job: tuple[int, int], shared: tuple[Any, dict[str, Any]], progres
 
 def _run_on_ray(teachers: Any, settings: dict[str, Any], args: argparse.Namespace, bar: Any) -> Any:
     """``run_distillation`` over ranges of MDPs as Ray tasks, joined in order."""
-    from distill_agents import ray_backend
+    from distill_agents.parallel import ray_backend
     from distill_agents.runner import RunResult
 
     n = teachers.n_mdps

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from distill_agents import reproduce
 from distill_agents.cli.common import value_errors_as_command_errors
+from distill_agents.experiments import reproduce
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> None:
-    """Declare ``reproduce`` and its options (:func:`distill_agents.reproduce.add_arguments`)."""
+    """Declare ``reproduce`` and its options.
+
+    The options are :func:`distill_agents.experiments.settings.add_arguments`'s.
+    """
     parser = subparsers.add_parser(
         "reproduce",
         help="reproduce a figure of the paper: DIR/<fig>.csv, .png and .json (resumable)",

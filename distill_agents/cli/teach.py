@@ -87,14 +87,15 @@ def run(args: argparse.Namespace) -> int:
     """Make the teachers, write ``teachers.npz`` and ``teachers.csv``; returns the exit status."""
     import gymnasium as gym
 
-    from distill_agents import teacher_training as training
+    from distill_agents.teachers.env import TeacherEnv
+    from distill_agents.teachers.make import KINDS
 
-    kwargs = _check(args, training.KINDS)
+    kwargs = _check(args, KINDS)
     out = Path(args.out if args.out is not None else f"runs/teach_{args.kind}")
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} exists and is not a directory")
     try:
-        env = training.TeacherEnv(args.env, kwargs, layout_base=args.seed)
+        env = TeacherEnv(args.env, kwargs, layout_base=args.seed)
     except (ValueError, TypeError, gym.error.Error) as err:
         raise CommandError(
             f"--env {args.env} with --env-kwargs {json.dumps(kwargs)}: {err}"
@@ -127,7 +128,7 @@ def _check(args: argparse.Namespace, kinds: tuple[str, ...]) -> dict[str, Any]:
         raise CommandError(f"--max-actors must be an integer >= 1, got {args.max_actors}")
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers must be an integer >= 1, got {args.workers}")
-    from distill_agents.ray_backend import check_backend
+    from distill_agents.parallel.ray_backend import check_backend
 
     try:
         check_backend(args.backend, args.ray_address, args.workers)
@@ -150,8 +151,8 @@ def _make_teachers(args: argparse.Namespace, kwargs: dict[str, Any], env: Any) -
     """``make_teachers`` with a progress bar (and a Ray session with ``--backend ray``)."""
     from tqdm import tqdm
 
-    from distill_agents import teacher_training as training
-    from distill_agents.ray_backend import ray_session
+    from distill_agents.parallel.ray_backend import ray_session
+    from distill_agents.teachers.make import make_teachers
 
     planned = args.kind in ("optimal", "adversarial")
     q_bytes = 8.0 * args.mdps * env.n_states * env.n_actions
@@ -181,7 +182,7 @@ def _make_teachers(args: argparse.Namespace, kwargs: dict[str, Any], env: Any) -
         ) as bar,
     ):
         try:
-            return training.make_teachers(
+            return make_teachers(
                 args.kind,
                 args.env,
                 kwargs,

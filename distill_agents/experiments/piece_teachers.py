@@ -1,7 +1,7 @@
 """The teachers of a piece: trained once per figure, planned per MDP range, then adjusted.
 
 Trained teachers (Q-learning, A2C) are trained once for all MDPs of a figure
-(:func:`ensure_trained`, :func:`distill_agents.teacher_training.make_teachers`: their tables
+(:func:`ensure_trained`, :func:`distill_agents.teachers.make.make_teachers`: their tables
 depend on the batch they were trained in) and kept in ``DIR/.state/teachers/``; temperatures
 and noise are applied to the same tables, exactly as ``make_teachers(temperature=...,
 noise=...)`` would. Planned teachers (optimal, adversarial) depend on their MDP alone: they
@@ -99,7 +99,7 @@ def make_piece_teachers(piece: Piece) -> Any:
     if spec.noise > 0.0:
         models = None
         if readings.noise == "path" or readings.noisy_value == "exact":
-            from distill_agents.teacher_training import TeacherEnv
+            from distill_agents.teachers.env import TeacherEnv
 
             env = TeacherEnv(spec.env_id, dict(spec.env_kwargs), layout_base=settings.seed)
             models = env.make_vec(list(range(lo, hi))).models
@@ -123,7 +123,7 @@ def _planned_teachers(piece: Piece) -> Any:
     """
     from distill_agents import teachers as T
     from distill_agents.storage import FileFormatError
-    from distill_agents.teacher_training import TeacherEnv
+    from distill_agents.teachers.env import TeacherEnv
 
     spec, settings, lo, hi = piece.spec, piece.settings, piece.lo, piece.hi
     path = piece.planned_file
@@ -158,8 +158,8 @@ def ensure_trained(
     backend: str = "local",
 ) -> tuple[str, int]:
     """Train (or find) the trained teachers of ``spec``; ``(path, env_steps)``."""
-    from distill_agents.teacher_training import make_teachers
     from distill_agents.teachers import Teachers
+    from distill_agents.teachers.make import make_teachers
 
     key = trained_key(spec, settings)
     npz, sidecar = state.teacher_paths(key)

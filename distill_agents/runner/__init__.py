@@ -5,11 +5,11 @@
 :mod:`distill_agents.methods`, through the native vector env's ``reset``/``step``
 (:mod:`gridworld_env.vector`, table-index observations matching the teachers' tables), and
 evaluates every student *exactly* on its MDP's model at iterations ``0, k, 2k, ..., iterations``.
-The per-episode update is :func:`distill_agents.row_kernels.episode_update_tables`, the kernel of
-the single-env :func:`~distill_agents.distill` too: Eq. 1 accumulated per distinct student row
-of the episode, so a step costs O(1) and a row O(its explicit actions) once per episode
-(:mod:`distill_agents.row_kernels`); actions are drawn by the same
-:func:`~distill_agents.row_kernels.draw_action` (binary search, O(log A)).
+The per-episode update is :func:`distill_agents.updates.row_update.episode_update_tables`, the
+kernel of the single-env :func:`~distill_agents.distill` too: Eq. 1 accumulated per distinct student
+row of the episode, so a step costs O(1) and a row O(its explicit actions) once per episode
+(:mod:`distill_agents.updates.rows`); actions are drawn by the same
+:func:`~distill_agents.updates.rows.draw_action` (binary search, O(log A)).
 
 Iterations
     One iteration of MDP ``m`` = one full episode of the control policy on ``m``, then the

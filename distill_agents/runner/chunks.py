@@ -18,7 +18,6 @@ from gymnasium.utils import seeding
 from numpy.typing import NDArray
 
 from distill_agents import methods as M
-from distill_agents import row_kernels as RK
 from distill_agents.distill import seed_streams
 from distill_agents.runner import loop_kernels as K
 from distill_agents.runner.envs import Built, EnvBuilder, built_chunk
@@ -26,6 +25,7 @@ from distill_agents.runner.evaluation import Evaluator, MonteCarloEvaluator
 from distill_agents.runner.seeding import PerMDPUniforms, mdp_seed
 from distill_agents.teachers import Teachers
 from distill_agents.updates import floored_log
+from distill_agents.updates import rows as RK
 
 __all__ = ["Chunk", "Run"]
 

@@ -17,7 +17,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from distill_agents import methods as M
-from distill_agents import row_kernels as RK
 from distill_agents.runner import loop_kernels as K
 from distill_agents.runner.chunks import Chunk, Run
 from distill_agents.runner.envs import EnvBuilder
@@ -26,6 +25,7 @@ from distill_agents.runner.result import RunResult
 from distill_agents.runner.seeding import eval_iterations
 from distill_agents.teachers import Teachers
 from distill_agents.updates import TEACHER_PROB_FLOOR, floored_log
+from distill_agents.updates import rows as RK
 from gridworld_env.base import check_int
 from gridworld_env.vector import chunk_size_for
 

@@ -27,9 +27,9 @@ from numpy.typing import NDArray
 from distill_agents.methods import CONTROL_STUDENT, CONTROL_TEACHER, CONTROL_UNIFORM
 from distill_agents.numerics import exp
 from distill_agents.planning import banded_lu_solve
-from distill_agents.row_kernels import StudentTable
 from distill_agents.runner.loop_kernels import EnvTables
 from distill_agents.updates import sample_control_action
+from distill_agents.updates.rows import StudentTable
 from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
 __all__ = [
@@ -111,7 +111,7 @@ def _index_rows_and_kl(
     ``index_rows[i, k] = sum of softmax(logits[i])[a] over the actions a of row k`` and
     ``kl[i] = KL(pi || pi_theta)`` (as :func:`distill_agents.planning.policy_kl`: ``0 log 0 =
     0``, clipped at 0), from the student table's explicit actions and its bulk
-    (:mod:`distill_agents.row_kernels`), with the kernels' exponential
+    (:mod:`distill_agents.updates.rows`), with the kernels' exponential
     (:func:`distill_agents.numerics.exp`).
     """
     logits, ex = s.logits, s.explicit
@@ -627,7 +627,7 @@ def evaluate_students(
         full: their structure under full support (:class:`FullSupport`).
         teachers: the chunk's teachers and their fixed visits (:class:`EvalTeachers`).
         idx: ``[n]`` MDP of each student.
-        students: stacked ``[M, ...]`` student tables (:mod:`distill_agents.row_kernels`).
+        students: stacked ``[M, ...]`` student tables (:mod:`distill_agents.updates.rows`).
         sel: ``[n]`` which of them student ``j`` is.
         need: ``[4]`` which of ``RETURN, KL_STUDENT, KL_TEACHER, KL_UNIFORM`` to compute.
         out: ``[n, 4]`` the metrics (columns not needed are left as they are).

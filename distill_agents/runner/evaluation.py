@@ -15,7 +15,8 @@ from numpy.typing import NDArray
 
 from distill_agents import methods as M
 from distill_agents import planning
-from distill_agents import row_kernels as RK
+from distill_agents.numerics import softmax
+from distill_agents.updates import rows as RK
 
 if TYPE_CHECKING:
     from distill_agents.runner.chunks import Run
@@ -39,12 +40,6 @@ EVAL_BUDGET_BYTES = 256e6
 EVAL_MAX_BATCH = 256
 #: Second entry of the Monte Carlo evaluation's seeds ``[seed, MC_STREAM, mdp, point + 1]``.
 MC_STREAM = 7
-
-
-def _softmax(logits: NDArray[np.float64]) -> NDArray[np.float64]:
-    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    out: NDArray[np.float64] = z / z.sum(axis=-1, keepdims=True)
-    return out
 
 
 def _weighted_sum(visits: NDArray[np.float64], cost: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -229,8 +224,8 @@ class Evaluator:
     ) -> dict[str, NDArray[np.float64]]:
         """Metrics ``{name: [n]}`` of the students ``sel`` of ``students`` on MDPs ``idx``.
 
-        ``students`` is a stacked ``[M, ...]`` student table (:mod:`distill_agents.row_kernels`;
-        :func:`~distill_agents.row_kernels.dense_table` views dense logits as one), ``sel``
+        ``students`` is a stacked ``[M, ...]`` student table (:mod:`distill_agents.updates.rows`;
+        :func:`~distill_agents.updates.rows.dense_table` views dense logits as one), ``sel``
         which of them (default ``0 .. n - 1``). ``points`` (the evaluation points) is not needed
         for exact values. Computed by the compiled
         :func:`distill_agents.runner.eval_kernels.evaluate_students` (the values of
@@ -278,7 +273,7 @@ class Evaluator:
         need_visits = "return" in self.metrics or "kl_student" in self.metrics
         for sl in self._batches(len(idx)):
             part = idx[sl]
-            probs = _softmax(logits[sl])
+            probs = softmax(logits[sl])
             if need_visits:
                 rows = self._to_states(part, self._row_weights(probs), self.uniform_rows)
                 visits = self._visits(part, rows, strict=True)

@@ -2,10 +2,10 @@
 
 :func:`advance` is called once per vector-env ``step`` (and once after ``reset``): for every
 sub-env it records the transition in the sub-env's episode buffer, applies the method's
-episode update (:func:`distill_agents.row_kernels.episode_update_tables`, the kernel the
+episode update (:func:`distill_agents.updates.row_update.episode_update_tables`, the kernel the
 single-env :func:`~distill_agents.distill` uses) to the sub-env's MDP when the episode has
 ended, takes an evaluation snapshot of the student at the iterations asked for, and draws the
-next action of the control policy (:func:`~distill_agents.row_kernels.draw_action`) from the
+next action of the control policy (:func:`~distill_agents.updates.rows.draw_action`) from the
 MDP's own stream of uniforms.
 
 :func:`fill_env_uniforms` writes each sub-env's column of the vector env's block of uniforms
@@ -16,7 +16,7 @@ same work as :func:`advance` and the vector env's step kernel, one MDP at a time
 uniforms, so it gives the same students bit for bit without a Python round trip per step. Each
 distinct row of an episode is prepared once (at its first visit when the control policy draws
 from the student) and serves the draws and the update, so a step costs O(1) plus an
-O(log A) draw, and a row O(its explicit actions) per episode (:mod:`distill_agents.row_kernels`).
+O(log A) draw, and a row O(its explicit actions) per episode (:mod:`distill_agents.updates.rows`).
 
 :func:`reference_loop` is the plain compiled loop the benchmark compares against: one function
 that samples every MDP's episodes straight from the vector env's outcome tables (the same
@@ -41,19 +41,21 @@ from numpy.typing import NDArray
 
 from distill_agents.methods import CONTROL_MIXTURE, CONTROL_STUDENT
 from distill_agents.numerics import loop_kernel
-from distill_agents.row_kernels import (
+from distill_agents.updates.records import EpisodeSteps, MethodParams
+from distill_agents.updates.row_update import (
+    episode_update_tables,
+    prepare_episode_rows,
+    update_student,
+)
+from distill_agents.updates.rows import (
     RowWork,
     StudentTable,
     TeacherTable,
     draw_action,
-    episode_update_tables,
     has_policy_gradient,
-    prepare_episode_rows,
     prepare_row,
     split_taken,
-    update_student,
 )
-from distill_agents.updates.records import EpisodeSteps, MethodParams
 from gridworld_env.outcomes import next_uniform, sample_outcome, start_state
 
 __all__ = [
@@ -470,7 +472,7 @@ def reference_loop(
     records (:mod:`gridworld_env.kernels` layout: outcomes sorted, cumulative ``cum``, the
     first record with ``cum > u`` is taken) with actions of the control policy (each drawn
     from its row prepared afresh) until a terminal state or ``max_steps``, then the update
-    (:func:`~distill_agents.row_kernels.episode_update_tables`). Uniforms come from a
+    (:func:`~distill_agents.updates.row_update.episode_update_tables`). Uniforms come from a
     SplitMix64 stream per MDP seeded by ``seeds`` (``state [1]``: the stream's state);
     ``teachers``/``students``/``critic`` are stacked ``[1, B, ...]``. ``steps[m]`` counts the
     environment steps. (Compiled without reference counting, as :func:`run_mdps`.)
@@ -717,7 +719,7 @@ def run_mdps(
     in the same order and with the same uniforms, so the students are bit for bit those of the
     vector-env loop: an episode starts from ``initial_cum[m]`` with the MDP's next environment
     uniform, each step draws the control action from the next action uniform
-    (:func:`~distill_agents.row_kernels.draw_action`) and the outcome from the next
+    (:func:`~distill_agents.updates.rows.draw_action`) and the outcome from the next
     environment uniform (the first outcome record with ``cum > u``), the episode is truncated
     after ``max_steps`` steps, and the update runs when it ends (once for each student of the
     group: ``G`` students trained from the same episodes). Runs ``m`` until it completes an

@@ -43,7 +43,7 @@ class RunResult:
         logits: ``[B, N, A]`` final student logits (only with ``keep_students=True``).
         critic: ``[B, N]`` final critics (only with ``keep_students=True``).
         n_indices: ``[B]`` table indices per MDP.
-        row_work: the training's work per student row (:mod:`distill_agents.row_kernels`):
+        row_work: the training's work per student row (:mod:`distill_agents.updates.rows`):
             ``rows`` prepared (once per distinct row and episode), their ``entries`` (explicit
             actions, the per-row cost) and ``splits`` (bulk actions made explicit).
     """

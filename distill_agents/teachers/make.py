@@ -492,7 +492,7 @@ def run_jobs(
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be local or ray, got {backend!r}")
     if backend == "ray":
-        from distill_agents.ray_backend import ray_map_ordered, ray_session, spread_cpus
+        from distill_agents.parallel.ray_backend import ray_map_ordered, ray_session, spread_cpus
 
         with ray_session():  # few chunks: each gets several CPUs (threads; same results)
             cpus = spread_cpus(len(jobs))

@@ -222,12 +222,12 @@ def expected_update(
     """Exact expected update of a method, by enumerating every trajectory of a small MDP.
 
     ``E_{tau ~ q}[update(tau)]`` with each trajectory's update computed by the same compiled
-    kernel as training (:func:`distill_agents.row_kernels.update_student`). With no critic (the
-    default here) and ``gamma = 1`` this is the paper's expected update field ``g(theta)``
-    (Theorems 1 and 2): for ``teacher_distill``, ``entropy_regularised``, ``n_distill`` and
-    ``expected_entropy_regularised`` it equals the gradient of Table 1's loss column; for
-    ``on_policy_distill`` it is not a gradient (asymmetric Jacobian). A Monte Carlo critic does
-    not change the expected policy update (a state baseline); a TD critic does.
+    kernel as training (:func:`distill_agents.updates.row_update.update_student`). With no
+    critic (the default here) and ``gamma = 1`` this is the paper's expected update field
+    ``g(theta)`` (Theorems 1 and 2): for ``teacher_distill``, ``entropy_regularised``,
+    ``n_distill`` and ``expected_entropy_regularised`` it equals the gradient of Table 1's loss
+    column; for ``on_policy_distill`` it is not a gradient (asymmetric Jacobian). A Monte Carlo
+    critic does not change the expected policy update (a state baseline); a TD critic does.
 
     Args:
         mdp: a model whose episodes all end within ``max_steps``.
