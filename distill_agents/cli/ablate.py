@@ -1,4 +1,7 @@
-"""``distill-grid ablate``: a figure under several readings (:mod:`distill_agents.ablate`)."""
+"""``distill-grid ablate``: a figure under several readings.
+
+The command itself is :mod:`distill_agents.experiments.ablate`.
+"""
 
 from __future__ import annotations
 

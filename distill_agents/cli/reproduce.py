@@ -1,4 +1,7 @@
-"""``distill-grid reproduce``: a figure of the paper (:mod:`distill_agents.reproduce`)."""
+"""``distill-grid reproduce``: a figure of the paper.
+
+The command itself is :mod:`distill_agents.experiments.reproduce`.
+"""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ How a figure is computed
     so that thanks to the runner's per-MDP random streams the results do not depend on the
     cutting. Trained teachers
     (Q-learning, A2C) are trained once for all MDPs with
-    :func:`distill_agents.teacher_training.make_teachers` (their tables depend on the batch they
+    :func:`distill_agents.teachers.make.make_teachers` (their tables depend on the batch they
     were trained in); temperatures and noise are applied to the same tables, exactly as
     ``make_teachers(temperature=..., noise=...)`` would. Planned teachers (optimal, adversarial)
     depend on their MDP alone: they are planned per MDP range by the first piece that needs

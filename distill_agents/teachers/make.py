@@ -243,8 +243,8 @@ def make_teachers(
         progress: called with newly completed work units (episodes for trained kinds, MDPs
             for planned ones).
         backend: ``"local"`` (this process or ``workers`` processes) or ``"ray"`` (the chunks
-            as Ray tasks, :mod:`distill_agents.ray_backend`, in the open Ray session or a local
-            Ray instance started for the call). Results do not depend on it.
+            as Ray tasks, :mod:`distill_agents.parallel.ray_backend`, in the open Ray session or a
+            local Ray instance started for the call). Results do not depend on it.
 
     Returns:
         :class:`TeachRun`.
